@@ -1,0 +1,310 @@
+"""Config dataclasses that are their own schema.
+
+Every field is declared once with `option(...)`: default, help line, allowed values, bounds and whether
+the UI folds it away as advanced. From that single declaration we derive validation (all problems
+reported at once), adapter_config.json (PEFT's field names), the JSON schema used by the API and the
+studio's method forms. A tuner's config subclasses `AdapterConfig` (or `PeftConfig` for prompt methods)
+and adds its fields; it writes no validation or serialisation code of its own beyond `extra_checks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+import warnings
+from dataclasses import MISSING, dataclass, field
+from typing import Any, ClassVar, Union
+
+from .errors import ConfigError
+from .types import PeftType, TaskType
+
+CONFIG_NAME = "adapter_config.json"
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    factory: Any = MISSING,
+    choices: tuple | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    advanced: bool = False,
+) -> Any:
+    """Declare a config field with everything the schema needs (help is one line, shown in the UI)."""
+    metadata = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "advanced": advanced}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------------------
+# type checking of JSON-like values against the annotations
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, set):
+        args = typing.get_args(hint)
+        return isinstance(value, (list, tuple, set)) and all(_type_ok(v, args[0]) for v in value)
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        return isinstance(value, dict) and all(_type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items())
+    if hint is dict:
+        return isinstance(value, dict)
+    if hint is list:
+        return isinstance(value, (list, tuple))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(hint))
+        return f"{origin.__name__}[{args}]"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _json_schema_of(hint: Any) -> dict[str, Any]:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [_json_schema_of(a) for a in typing.get_args(hint)]}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    if origin in (list, tuple, set):
+        return {"type": "array", "items": _json_schema_of(typing.get_args(hint)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _json_schema_of(typing.get_args(hint)[1])}
+    if hint is dict:
+        return {"type": "object"}
+    if hint is list:
+        return {"type": "array"}
+    return {}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy: enums to strings, sets to sorted lists, tuples to lists."""
+    if isinstance(value, (PeftType, TaskType)):
+        return value.value
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class PeftConfig:
+    """Fields every adapter config has. Subclasses set `peft_type` and add their own fields.
+
+    `peft_compat_fields` lists fields peft writes that this engine does not implement, with the neutral
+    value that means "feature off": they are written so our JSON reads like peft's, accepted silently
+    when neutral, and refused with a clear message when a checkpoint turns them on.
+    """
+
+    peft_type: ClassVar[PeftType]
+    peft_compat_fields: ClassVar[dict[str, Any]] = {"auto_mapping": None}
+    is_prompt_learning: ClassVar[bool] = False
+
+    task_type: str | None = option(
+        None, help="What the model is for; picks the model wrapper.", choices=(None, *[t.value for t in TaskType])
+    )
+    base_model_name_or_path: str | None = option(None, help="Hub id or folder of the base model.", advanced=True)
+    revision: str | None = option(None, help="Revision of the base model on the Hub.", advanced=True)
+    inference_mode: bool = option(False, help="Freeze the adapter (saved checkpoints always say true).", advanced=True)
+    peft_version: str | None = option(None, help="Version of the library that wrote the checkpoint.", advanced=True)
+
+    # ------------------------------------------------------------------ validation
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task_type, TaskType):
+            self.task_type = self.task_type.value
+        problems = self._field_problems() + self.extra_checks()
+        if problems:
+            raise ConfigError(type(self).__name__, problems)
+
+    def _field_problems(self) -> list[str]:
+        problems: list[str] = []
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            md = f.metadata
+            if not _type_ok(value, hints[f.name]):
+                problems.append(f"{f.name}: expected {_type_name(hints[f.name])}, got {value!r}")
+                continue
+            if md.get("choices") is not None and value not in md["choices"]:
+                allowed = ", ".join(repr(c) for c in md["choices"])
+                problems.append(f"{f.name}: {value!r} is not one of {allowed}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                for bound, ok, word in (
+                    ("ge", lambda v, b: v >= b, ">="),
+                    ("gt", lambda v, b: v > b, ">"),
+                    ("le", lambda v, b: v <= b, "<="),
+                ):
+                    b = md.get(bound)
+                    if b is not None and not ok(value, b):
+                        problems.append(f"{f.name}: must be {word} {b}, got {value!r}")
+        return problems
+
+    def extra_checks(self) -> list[str]:
+        """Cross-field rules of a method; return problems as 'field: message' strings."""
+        return []
+
+    # ------------------------------------------------------------------ serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.peft_compat_fields)
+        for f in dataclasses.fields(self):
+            data[f.name] = _plain(getattr(self, f.name))
+        data["peft_type"] = self.peft_type.value
+        return data
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **extra: Any) -> None:
+        """Write adapter_config.json as peft does (sorted keys, indent 2, inference_mode true)."""
+        os.makedirs(save_directory, exist_ok=True)
+        data = self.to_dict()
+        data.update(extra)
+        data["inference_mode"] = True
+        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeftConfig:
+        """Build the right config class from a dict; unknown keys are dropped with a warning."""
+        from .registry import get_method
+
+        data = dict(data)
+        peft_type = data.pop("peft_type", None)
+        target_cls = cls
+        if peft_type is not None:
+            target_cls = get_method(peft_type).config_cls
+        elif getattr(cls, "peft_type", None) is None:
+            raise ConfigError(cls.__name__, ["peft_type: missing; say which method this config is for, e.g. 'LORA'"])
+        return target_cls._from_fields(data)
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> PeftConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        problems: list[str] = []
+        unknown: list[str] = []
+        for key, value in data.items():
+            if key in names:
+                kwargs[key] = value
+            elif key in cls.peft_compat_fields:
+                neutral = cls.peft_compat_fields[key]
+                if value not in (neutral, None, {}, [], False) and key != "auto_mapping":
+                    problems.append(f"{key}: {value!r} turns on a peft feature that peft_core does not support yet")
+            else:
+                unknown.append(key)
+        if problems:
+            raise ConfigError(cls.__name__, problems)
+        if unknown:
+            warnings.warn(
+                f"{cls.__name__}: ignoring unknown config keys {sorted(unknown)} (written by a newer version?)",
+                stacklevel=3,
+            )
+        return cls(**kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | os.PathLike, subfolder: str | None = None, **hub_kwargs: Any) -> PeftConfig:
+        from .hub import resolve_file
+
+        config_file = resolve_file(path_or_repo, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
+        with open(config_file, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(cls.__name__, [f"{config_file}: not valid JSON ({exc})"]) from exc
+        return cls.from_dict(data)
+
+    # ------------------------------------------------------------------ schema for UI / API
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of the config: what the API publishes and the UI renders a form from."""
+        hints = typing.get_type_hints(cls)
+        props: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            md = f.metadata
+            entry = _json_schema_of(hints[f.name])
+            entry["description"] = md.get("help", "")
+            default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)  # type: ignore[misc]
+            entry["default"] = _plain(default)
+            if md.get("choices") is not None:
+                entry["enum"] = list(md["choices"])
+            for key, schema_key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum")):
+                if md.get(key) is not None:
+                    entry[schema_key] = md[key]
+            entry["x-advanced"] = bool(md.get("advanced"))
+            props[f.name] = entry
+        return {
+            "title": cls.__name__,
+            "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+            "type": "object",
+            "properties": props,
+            "x-peft-type": cls.peft_type.value,
+        }
+
+
+@dataclass
+class AdapterConfig(PeftConfig):
+    """Fields of every method that injects layers into the model: what to target and what else to train."""
+
+    target_modules: list[str] | str | None = option(
+        None,
+        help="Modules to adapt: a list of names or name suffixes, a regex (full match), or 'all-linear'.",
+    )
+    exclude_modules: list[str] | str | None = option(
+        None, help="Modules never to adapt: a list of names/suffixes or a regex.", advanced=True
+    )
+    modules_to_save: list[str] | None = option(
+        None, help="Modules trained fully and saved with the adapter (e.g. a classification head).", advanced=True
+    )
+    layers_to_transform: list[int] | int | None = option(
+        None, help="Only adapt these layer indices.", advanced=True
+    )
+    layers_pattern: list[str] | str | None = option(
+        None, help="Name of the layer list (e.g. 'layers', 'h') used with layers_to_transform.", advanced=True
+    )
+
+    def extra_checks(self) -> list[str]:
+        problems = super().extra_checks()
+        if self.layers_pattern is not None and self.layers_to_transform is None:
+            problems.append("layers_pattern: only meaningful together with layers_to_transform")
+        if isinstance(self.target_modules, list) and not self.target_modules and not self._allows_empty_targets():
+            problems.append("target_modules: the list is empty; name at least one module or use 'all-linear'")
+        return problems
+
+    def _allows_empty_targets(self) -> bool:
+        return False

@@ -1,0 +1,147 @@
+"""Which modules a config adapts.
+
+Rules (the same for every method):
+- `target_modules` as a list: a module matches if its full name equals an entry or ends with
+  "." + entry. As a string: a regex that must match the full module name (never split into
+  characters). "all-linear": every linear-like layer except the model's output head.
+- `exclude_modules` removes matches, with the same list/regex rules.
+- `layers_to_transform` keeps only modules inside those layer indices; the index is the number after
+  `layers_pattern` (e.g. "layers.3.") or, without a pattern, the first numeric path segment.
+- Modules inside a `modules_to_save` copy are never targeted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch.nn as nn
+
+from .base_layers import is_linear_like
+from .errors import ConfigError, NoMatchingModulesError
+
+ALL_LINEAR = "all-linear"
+
+# Default LoRA-style targets per transformers model_type (attention query/value projections).
+DEFAULT_TARGETS: dict[str, list[str]] = {
+    **{m: ["q_proj", "v_proj"] for m in (
+        "llama", "llama4", "mistral", "mixtral", "gemma", "gemma2", "gemma3", "gemma3_text", "qwen2",
+        "qwen2_moe", "qwen3", "qwen3_moe", "opt", "bart", "mbart", "gptj", "gpt_neo", "stablelm", "phi",
+        "olmo", "olmo2", "granite", "cohere", "starcoder2", "mllama", "m2m_100", "blenderbot",
+    )},
+    **{m: ["q", "v"] for m in ("t5", "mt5", "umt5")},
+    **{m: ["query", "value"] for m in ("bert", "roberta", "xlm-roberta", "electra", "layoutlm", "camembert", "albert")},
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "gpt2": ["c_attn"],
+    "gpt_bigcode": ["c_attn"],
+    "bloom": ["query_key_value"],
+    "gpt_neox": ["query_key_value"],
+    "falcon": ["query_key_value"],
+    "chatglm": ["query_key_value"],
+    "mpt": ["Wqkv"],
+    "codegen": ["qkv_proj"],
+    "phi3": ["qkv_proj"],
+    "distilbert": ["q_lin", "v_lin"],
+}
+
+
+def layer_index(module_name: str, layers_pattern: list[str] | str | None) -> int | None:
+    """Index of the transformer layer a module belongs to, or None if it is in no numbered layer."""
+    if layers_pattern is None:
+        for part in module_name.split("."):
+            if part.isdigit():
+                return int(part)
+        return None
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) else list(layers_pattern)
+    for pattern in patterns:
+        m = re.search(rf"(?:^|\.){re.escape(pattern)}\.(\d+)(?:\.|$)", module_name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def name_matches(module_name: str, spec: list[str] | set[str] | str) -> bool:
+    """List = exact name or dotted suffix; string = full-match regex."""
+    if isinstance(spec, str):
+        return re.fullmatch(spec, module_name) is not None
+    return any(module_name == entry or module_name.endswith("." + entry) for entry in spec)
+
+
+def output_head_names(model: nn.Module) -> set[str]:
+    """Names of modules that produce the model's final output (never adapted by all-linear)."""
+    names: set[str] = set()
+    get_out = getattr(model, "get_output_embeddings", None)
+    head = None
+    if callable(get_out):
+        try:
+            head = get_out()
+        except (NotImplementedError, AttributeError):
+            head = None
+    for name, module in model.named_modules():
+        if head is not None and module is head:
+            names.add(name)
+        if name.split(".")[-1] in ("lm_head", "score", "classifier", "qa_outputs") and name.count(".") <= 1:
+            names.add(name)
+    return names
+
+
+def resolve_targets(config, model: nn.Module, skip_prefixes: Iterable[str] = ()) -> list[str]:
+    """Full names of the modules this config adapts; raises with a helpful message when none match."""
+    targets = config.target_modules
+    if targets is None:
+        raise ConfigError(type(config).__name__, ["target_modules: not set and no default known for this model"])
+    skip = tuple(skip_prefixes)
+    heads = output_head_names(model) if targets == ALL_LINEAR else set()
+    chosen: list[str] = []
+    for name, module in model.named_modules():
+        if not name or any(name == s or name.startswith(s + ".") for s in skip):
+            continue
+        if targets == ALL_LINEAR:
+            if not is_linear_like(module) or name in heads:
+                continue
+        elif not name_matches(name, targets):
+            continue
+        if config.exclude_modules is not None and name_matches(name, config.exclude_modules):
+            continue
+        if config.layers_to_transform is not None:
+            wanted = config.layers_to_transform
+            wanted = [wanted] if isinstance(wanted, int) else wanted
+            if layer_index(name, config.layers_pattern) not in wanted:
+                continue
+        chosen.append(name)
+    if not chosen:
+        raise NoMatchingModulesError(_no_match_message(config, model))
+    return chosen
+
+
+def _no_match_message(config, model: nn.Module) -> str:
+    targets = config.target_modules
+    leaf_names = sorted({n.split(".")[-1] for n, m in model.named_modules() if n and not list(m.children())})
+    sample = ", ".join(leaf_names[:25]) + (" ..." if len(leaf_names) > 25 else "")
+    how = "regex (full match)" if isinstance(targets, str) and targets != ALL_LINEAR else "target_modules"
+    extra = ""
+    if config.layers_to_transform is not None:
+        extra = f" within layers {config.layers_to_transform}"
+    if config.exclude_modules is not None:
+        extra += f" after excluding {config.exclude_modules!r}"
+    return (
+        f"{how} {targets!r} matched no module of {type(model).__name__}{extra}. "
+        f"Module names in this model include: {sample}"
+    )
+
+
+def default_targets_for(model: nn.Module, table: dict[str, list[str] | str]) -> list[str] | str | None:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type is None:
+        return None
+    found = table.get(model_type)
+    return list(found) if isinstance(found, list) else found
+
+
+def check_unmatched_entries(config, chosen: list[str]) -> list[str]:
+    """List entries of target_modules that matched nothing (a typo hides behind another match)."""
+    targets = config.target_modules
+    if not isinstance(targets, list):
+        return []
+    return [t for t in targets if not any(name_matches(n, [t]) for n in chosen)]

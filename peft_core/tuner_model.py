@@ -1,0 +1,268 @@
+"""The tuner model: injects adapter layers into a user model and runs their whole lifecycle.
+
+One class for every weight method. The method's registry entry says which layer class wraps which kind
+of base layer; this class does the rest: targeting, several named adapters, activation, disabling,
+deletion, trainability, modules_to_save, merge/unmerge/merge_and_unload/unload. It wraps the user model
+as `.model`, so inside a PeftModel parameter names start with `base_model.model.` as in peft.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch.nn as nn
+
+from .auxiliary import ModulesToSaveWrapper
+from .base_layers import view_for
+from .config import AdapterConfig, PeftConfig
+from .errors import AdapterNotFoundError, ConfigError, UnsupportedLayerError
+from .layer import AdapterLayer
+from .registry import MethodSpec, spec_for_config
+from .targeting import check_unmatched_entries, default_targets_for, resolve_targets
+
+
+def split_parent(model: nn.Module, name: str) -> tuple[nn.Module, str, nn.Module]:
+    """(parent module, attribute name, module) for a dotted module name."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, child, getattr(parent, child)
+
+
+def adapter_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Every module that holds per-adapter state (adapter layers and auxiliary wrappers)."""
+    for name, module in model.named_modules():
+        if isinstance(module, AdapterLayer | ModulesToSaveWrapper) or getattr(module, "holds_adapters", False):
+            yield name, module
+
+
+class TunerModel(nn.Module):
+    def __init__(self, model: nn.Module, config: PeftConfig, adapter_name: str = "default"):
+        super().__init__()
+        self.model = model
+        self.peft_config: dict[str, PeftConfig] = {}
+        self.active_adapter: str | list[str] = adapter_name
+        self.inject_adapter(config, adapter_name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [self.active_adapter] if isinstance(self.active_adapter, str) else list(self.active_adapter)
+
+    # ------------------------------------------------------------------ injection
+
+    def prepare_config(self, config: AdapterConfig, spec: MethodSpec) -> AdapterConfig:
+        """Fill defaults that depend on the model (targets by model_type)."""
+        if config.target_modules is None and not getattr(config, "target_parameters", None):
+            default = default_targets_for(self.model, spec.default_targets)
+            if default is None:
+                model_type = getattr(getattr(self.model, "config", None), "model_type", None)
+                raise ConfigError(
+                    type(config).__name__,
+                    [
+                        f"target_modules: not set, and there is no default for model type {model_type!r}; "
+                        "name the modules to adapt (e.g. ['q_proj', 'v_proj']) or use 'all-linear'"
+                    ],
+                )
+            config.target_modules = default
+        return config
+
+    def inject_adapter(self, config: PeftConfig, adapter_name: str) -> None:
+        if adapter_name in self.peft_config:
+            raise ConfigError("adapter", [f"adapter_name: an adapter named {adapter_name!r} already exists; pick another name"])
+        if self.peft_config:
+            first = next(iter(self.peft_config.values()))
+            if first.peft_type != config.peft_type:
+                raise ConfigError(
+                    "adapter",
+                    [f"peft_type: this model holds {first.peft_type.value} adapters; adding {config.peft_type.value} "
+                     "to the same model is not supported, wrap a fresh model instead"],
+                )
+        spec = spec_for_config(config)
+        if adapter_name in spec.prefix:
+            warnings.warn(f"adapter name {adapter_name!r} is part of the method prefix {spec.prefix!r}; keys may be ambiguous", stacklevel=3)
+        config = self.prepare_config(config, spec)
+        hooks = spec.extra
+        skip = [n for n, m in self.model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
+        names: list[str] = []
+        if config.target_modules is not None and not (isinstance(config.target_modules, list) and not config.target_modules):
+            names = resolve_targets(config, self.model, skip)
+            missed = check_unmatched_entries(config, names)
+            if missed:
+                warnings.warn(f"target_modules entries {missed} matched no module (typo?)", stacklevel=3)
+        for name in names:
+            self._inject_one(spec, config, adapter_name, name)
+        self.peft_config[adapter_name] = config
+        if "after_inject" in hooks:
+            hooks["after_inject"](self, config, adapter_name)
+        for name in config.modules_to_save or []:
+            self._wrap_module_to_save(name, adapter_name)
+        self._mark_trainable(config, adapter_name)
+
+    def _inject_one(self, spec: MethodSpec, config: PeftConfig, adapter_name: str, name: str) -> None:
+        parent, child, module = split_parent(self.model, name)
+        if isinstance(module, AdapterLayer):
+            if type(module) not in spec.layer_classes.values():
+                raise UnsupportedLayerError(f"{name} already carries a {type(module).__name__}; one method per model")
+            module.add_adapter(adapter_name, config, target_name=name, model=self.model)
+            return
+        view = view_for(module)
+        layer_cls = spec.layer_classes.get(view.kind) if view is not None else None
+        if layer_cls is None:
+            kinds = ", ".join(sorted(spec.layer_classes))
+            raise UnsupportedLayerError(
+                f"{config.peft_type.value} cannot adapt {name!r} of type {type(module).__name__}; "
+                f"it supports layers of kind: {kinds}. Remove it from target_modules."
+            )
+        layer = layer_cls(module, view)
+        layer.add_adapter(adapter_name, config, target_name=name, model=self.model)
+        setattr(parent, child, layer)
+
+    def _wrap_module_to_save(self, name_spec: str, adapter_name: str) -> None:
+        found = False
+        for name, module in list(self.model.named_modules()):
+            if not name or not (name == name_spec or name.endswith("." + name_spec)):
+                continue
+            if any(isinstance(m, ModulesToSaveWrapper) for m in self._ancestors(name)):
+                continue
+            found = True
+            parent, child, module = split_parent(self.model, name)
+            if isinstance(module, ModulesToSaveWrapper):
+                module.add_adapter(adapter_name)
+            elif isinstance(module, AdapterLayer):
+                raise ConfigError("adapter", [f"modules_to_save: {name!r} is also a target of the adapter; list it in only one"])
+            else:
+                setattr(parent, child, ModulesToSaveWrapper(module, adapter_name))
+        if not found:
+            warnings.warn(f"modules_to_save entry {name_spec!r} matched no module", stacklevel=4)
+
+    def _ancestors(self, name: str) -> list[nn.Module]:
+        parts = name.split(".")
+        return [self.model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
+
+    def _mark_trainable(self, config: PeftConfig, adapter_name: str) -> None:
+        """Freeze the base model; train only the active adapters' tensors (and biases per `bias`)."""
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        active = set(self.active_adapters)
+        for _, module in adapter_modules(self.model):
+            for name in module.adapter_names:
+                module.set_requires_grad(name, name in active and not self.peft_config[name].inference_mode)
+        bias = getattr(self.peft_config[self.active_adapters[0]], "bias", "none") if self.active_adapters[0] in self.peft_config else "none"
+        if bias == "all":
+            for n, p in self.model.named_parameters():
+                if n.endswith("bias"):
+                    p.requires_grad_(True)
+        elif bias.endswith("_only"):
+            for _, module in adapter_modules(self.model):
+                if isinstance(module, AdapterLayer) and getattr(module.base_layer, "bias", None) is not None:
+                    module.base_layer.bias.requires_grad_(True)
+
+    # ------------------------------------------------------------------ adapters
+
+    def adapter_layers(self) -> Iterator[AdapterLayer]:
+        for m in self.model.modules():
+            if isinstance(m, AdapterLayer):
+                yield m
+
+    def set_adapter(self, adapter_name: str | list[str]) -> None:
+        names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
+        for n in names:
+            if n not in self.peft_config:
+                raise AdapterNotFoundError(f"no adapter named {n!r}; this model has {list(self.peft_config)}")
+        for _, module in adapter_modules(self.model):
+            module.set_adapter(names)
+        self.active_adapter = adapter_name
+        self._mark_trainable(self.peft_config[names[0]], names[0])
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        if adapter_name not in self.peft_config:
+            raise AdapterNotFoundError(f"no adapter named {adapter_name!r}; this model has {list(self.peft_config)}")
+        for name, module in list(adapter_modules(self.model)):
+            if adapter_name in module.adapter_names:
+                module.delete_adapter(adapter_name)
+            if not module.adapter_names:
+                parent, child, _ = split_parent(self.model, name)
+                setattr(parent, child, module.base_layer if isinstance(module, AdapterLayer) else module.original_module)
+        del self.peft_config[adapter_name]
+        remaining = list(self.peft_config)
+        if adapter_name in self.active_adapters:
+            self.active_adapter = remaining[0] if remaining else ""
+            if remaining:
+                self.set_adapter(remaining[0])
+
+    def _set_disabled(self, disabled: bool) -> None:
+        for _, module in adapter_modules(self.model):
+            module.disabled = disabled
+
+    def disable_adapter_layers(self) -> None:
+        self._set_disabled(True)
+
+    def enable_adapter_layers(self) -> None:
+        self._set_disabled(False)
+
+    @contextlib.contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        previously = {id(m): m.disabled for _, m in adapter_modules(self.model)}
+        self._set_disabled(True)
+        try:
+            yield
+        finally:
+            for _, m in adapter_modules(self.model):
+                m.disabled = previously.get(id(m), False)
+
+    # ------------------------------------------------------------------ merging
+
+    def _check_mergeable(self, adapter_names: list[str]) -> None:
+        for name in adapter_names:
+            if name not in self.peft_config:
+                raise AdapterNotFoundError(f"no adapter named {name!r}; this model has {list(self.peft_config)}")
+            spec = spec_for_config(self.peft_config[name])
+            if not spec.can_merge:
+                raise UnsupportedLayerError(f"{spec.peft_type.value} adapters cannot be merged into the base weights")
+
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        names = self.active_adapters if adapter_names is None else list(adapter_names)
+        self._check_mergeable(names)
+        for layer in self.adapter_layers():
+            layer.merge([n for n in names if n in layer.adapter_names], safe_merge=safe_merge)
+
+    def unmerge_adapter(self) -> None:
+        for layer in self.adapter_layers():
+            layer.unmerge()
+
+    def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+        if merge:
+            self.merge_adapter(adapter_names, safe_merge=safe_merge)
+        for name, module in list(adapter_modules(self.model)):
+            parent, child, _ = split_parent(self.model, name)
+            if isinstance(module, AdapterLayer):
+                setattr(parent, child, module.base_layer)
+            elif isinstance(module, ModulesToSaveWrapper):
+                setattr(parent, child, module.unwrap(module.active_adapter if merge else None))
+            elif hasattr(module, "unwrap"):
+                setattr(parent, child, module.unwrap(merge))
+        self.peft_config.clear()
+        if hasattr(self.model, "peft_config"):
+            del self.model.peft_config
+        return self.model
+
+    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+        """Merge the active (or given) adapters into the weights and return the plain model."""
+        return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unload(self) -> nn.Module:
+        """Remove every adapter without merging and return the original model."""
+        return self._unload(merge=False)

@@ -1,0 +1,104 @@
+"""LoraConfig: the schema of LoRA and its variants (DoRA, rsLoRA, PiSSA/OLoRA/orthogonal inits)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...config import AdapterConfig, option
+from ...types import PeftType
+
+INIT_CHOICES = (True, False, "gaussian", "pissa", "olora", "orthogonal")
+_PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
+
+
+@dataclass
+class LoraConfig(AdapterConfig):
+    """LoRA: add scaling * B @ A (rank r) to each targeted weight; B starts at zero."""
+
+    peft_type: ClassVar[PeftType] = PeftType.LORA
+    peft_compat_fields: ClassVar[dict[str, Any]] = {
+        "auto_mapping": None,
+        "megatron_config": None,
+        "megatron_core": "megatron.core",
+        "loftq_config": {},
+        "eva_config": None,
+        "corda_config": None,
+        "lora_ga_config": None,
+        "velora_config": None,
+        "alora_invocation_tokens": None,
+        "use_qalora": False,
+        "qalora_group_size": 16,
+        "monteclora_config": None,
+        "layer_replication": None,
+        "use_bdlora": None,
+        "arrow_config": None,
+        "kasa_config": None,
+        "ensure_weight_tying": False,
+    }
+
+    r: int = option(8, help="Rank of the update: higher learns more and costs more memory.", gt=0)
+    lora_alpha: int | float = option(8, help="Scale of the update: scaling = lora_alpha / r.", gt=0)
+    lora_dropout: float = option(0.0, help="Dropout on the adapter's input during training.", ge=0.0, le=0.999)
+    use_rslora: bool = option(False, help="Rank-stabilised scaling lora_alpha / sqrt(r) (better at high ranks).", advanced=True)
+    use_dora: bool = option(False, help="DoRA: learn magnitude and direction separately (slower, often better).")
+    init_lora_weights: bool | str = option(
+        True,
+        help="Initialisation: true (B=0), 'gaussian', false (random, for tests), 'pissa', 'pissa_niter_K', 'olora', 'orthogonal'.",
+        advanced=True,
+    )
+    bias: str = option("none", help="Which biases to train: none, all, or lora_only.", choices=("none", "all", "lora_only"), advanced=True)
+    lora_bias: bool = option(False, help="Give the B matrix a trainable bias.", advanced=True)
+    fan_in_fan_out: bool = option(False, help="Weights stored as (in, out), as in GPT-2's Conv1D (detected automatically).", advanced=True)
+    rank_pattern: dict[str, int] = option(factory=dict, help="Per-module rank overrides: {regex or name: r}.", advanced=True)
+    alpha_pattern: dict[str, int | float] = option(factory=dict, help="Per-module alpha overrides: {regex or name: alpha}.", advanced=True)
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = option(
+        None, help="Also train these token rows of the input embedding (e.g. new special tokens).", advanced=True
+    )
+    target_parameters: list[str] | None = option(
+        None, help="Adapt raw parameters (e.g. MoE expert tensors 'experts.gate_up_proj') instead of modules.", advanced=True
+    )
+
+    def extra_checks(self) -> list[str]:
+        problems = super().extra_checks()
+        init = self.init_lora_weights
+        if init not in INIT_CHOICES and not (isinstance(init, str) and _PISSA_FAST.fullmatch(init)):
+            if init == "loftq":
+                problems.append("init_lora_weights: 'loftq' needs a quantized base model, which peft_core does not support yet")
+            else:
+                allowed = ", ".join(repr(c) for c in INIT_CHOICES)
+                problems.append(f"init_lora_weights: unknown initialisation {init!r}; use one of {allowed} or 'pissa_niter_K'")
+        if self.use_dora and self.lora_bias:
+            problems.append("lora_bias: cannot be combined with use_dora; turn one of them off")
+        if init == "orthogonal":
+            odd = [r for r in [self.r, *self.rank_pattern.values()] if r % 2]
+            if odd:
+                problems.append(f"init_lora_weights: 'orthogonal' needs an even rank, got r={odd[0]}")
+        for key, value in self.rank_pattern.items():
+            if value <= 0:
+                problems.append(f"rank_pattern: rank for {key!r} must be > 0, got {value}")
+        for key, value in {**self.rank_pattern, **self.alpha_pattern}.items():
+            try:
+                re.compile(key)
+            except re.error as exc:
+                problems.append(f"rank_pattern/alpha_pattern: {key!r} is not a valid regex ({exc})")
+        if isinstance(self.target_modules, str):
+            try:
+                re.compile(self.target_modules)
+            except re.error as exc:
+                problems.append(f"target_modules: {self.target_modules!r} is not a valid regex ({exc})")
+        if self.target_parameters is not None and isinstance(self.target_parameters, str):
+            problems.append("target_parameters: must be a list of parameter names, not a regex")
+        return problems
+
+    def _allows_empty_targets(self) -> bool:
+        return bool(self.target_parameters)
+
+
+def pattern_value(patterns: dict[str, Any], module_name: str, default: Any) -> Any:
+    """Value of the first pattern that matches the end of the module name at a '.' boundary."""
+    for key, value in patterns.items():
+        if re.fullmatch(rf"(?:.*\.)?(?:{key})", module_name):
+            return value
+    return default
