@@ -51,6 +51,7 @@ __all__ = [
     "PeftModelForTokenClassification",
     "PeftType",
     "TaskType",
+    "UnsupportedLayerError",
     "get_method",
     "get_peft_model",
     "get_peft_model_state_dict",

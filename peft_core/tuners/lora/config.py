@@ -78,7 +78,7 @@ class LoraConfig(AdapterConfig):
         for key, value in self.rank_pattern.items():
             if value <= 0:
                 problems.append(f"rank_pattern: rank for {key!r} must be > 0, got {value}")
-        for key, value in {**self.rank_pattern, **self.alpha_pattern}.items():
+        for key in {**self.rank_pattern, **self.alpha_pattern}:
             try:
                 re.compile(key)
             except re.error as exc:
