@@ -2,9 +2,16 @@
 
 The public names mirror `peft`, so `from peft import ...` becomes `from peft_core import ...`.
 Checkpoints are PEFT's format: adapters move freely between peft_core, peft, transformers and servers.
+
+Names are imported lazily: `import peft_core` and the config/registry modules do not import torch, so
+the studio's web process can list methods and validate configs without loading the ML stack.
 """
 
-from .checkpoint import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .config import AdapterConfig, PeftConfig
 from .errors import (
     AdapterNotFoundError,
@@ -15,22 +22,35 @@ from .errors import (
     PeftCoreError,
     UnsupportedLayerError,
 )
-from .peft_model import (
-    PeftModel,
-    PeftModelForCausalLM,
-    PeftModelForFeatureExtraction,
-    PeftModelForQuestionAnswering,
-    PeftModelForSeq2SeqLM,
-    PeftModelForSequenceClassification,
-    PeftModelForTokenClassification,
-    get_peft_model,
-    inject_adapter_in_model,
-)
 from .registry import get_method, register_method, registered_methods
-from .tuners.lora import LoraConfig
+from .tuners.lora.config import LoraConfig
 from .types import PeftType, TaskType
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "get_peft_model_state_dict": "checkpoint",
+    "set_peft_model_state_dict": "checkpoint",
+    "load_peft_weights": "checkpoint",
+    "PeftModel": "peft_model",
+    "PeftModelForCausalLM": "peft_model",
+    "PeftModelForFeatureExtraction": "peft_model",
+    "PeftModelForQuestionAnswering": "peft_model",
+    "PeftModelForSeq2SeqLM": "peft_model",
+    "PeftModelForSequenceClassification": "peft_model",
+    "PeftModelForTokenClassification": "peft_model",
+    "get_peft_model": "peft_model",
+    "inject_adapter_in_model": "peft_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'peft_core' has no attribute {name!r}")
+
 
 __all__ = [
     "AdapterConfig",
@@ -42,22 +62,11 @@ __all__ = [
     "NoMatchingModulesError",
     "PeftConfig",
     "PeftCoreError",
-    "PeftModel",
-    "PeftModelForCausalLM",
-    "PeftModelForFeatureExtraction",
-    "PeftModelForQuestionAnswering",
-    "PeftModelForSeq2SeqLM",
-    "PeftModelForSequenceClassification",
-    "PeftModelForTokenClassification",
     "PeftType",
     "TaskType",
     "UnsupportedLayerError",
     "get_method",
-    "get_peft_model",
-    "get_peft_model_state_dict",
-    "inject_adapter_in_model",
-    "load_peft_weights",
     "register_method",
     "registered_methods",
-    "set_peft_model_state_dict",
+    *_LAZY,
 ]

@@ -25,19 +25,35 @@ if TYPE_CHECKING:
 class MethodSpec:
     """What the framework needs to know about a method.
 
-    layer_classes maps a base-layer view kind ("linear", "conv", "embedding", ...) to the adapter layer
-    class that wraps it. `default_targets` maps a transformers model_type to target module names.
-    `prepare` (optional) may adjust the config for a given model before injection.
+    `layers` names the module ("package.module") that holds the torch side of the method; it is
+    imported only when a model is adapted, so listing methods and their config schemas (what the web
+    process does) never imports torch. That module defines
+
+        LAYER_CLASSES: dict[str, type]   view kind ("linear", "conv", "embedding", ...) -> layer class
+        after_inject(tuner_model, config, adapter_name)   optional, for extra wrapping (e.g. tokens)
+
+    `default_targets` maps a transformers model_type to target module names.
     """
 
     peft_type: PeftType
     config_cls: type[PeftConfig]
     prefix: str
-    layer_classes: dict[str, type[nn.Module]] = field(default_factory=dict)
+    layers: str
     default_targets: dict[str, list[str] | str] = field(default_factory=dict)
     title: str = ""
     can_merge: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layer_module(self) -> Any:
+        return importlib.import_module(self.layers)
+
+    @property
+    def layer_classes(self) -> dict[str, type[nn.Module]]:
+        return self.layer_module.LAYER_CLASSES
+
+    @property
+    def after_inject(self) -> Any:
+        return getattr(self.layer_module, "after_inject", None)
 
 
 _METHODS: dict[str, MethodSpec] = {}

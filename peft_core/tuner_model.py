@@ -94,7 +94,6 @@ class TunerModel(nn.Module):
         if adapter_name in spec.prefix:
             warnings.warn(f"adapter name {adapter_name!r} is part of the method prefix {spec.prefix!r}; keys may be ambiguous", stacklevel=3)
         config = self.prepare_config(config, spec)
-        hooks = spec.extra
         skip = [n for n, m in self.model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
         names: list[str] = []
         if config.target_modules is not None and not (isinstance(config.target_modules, list) and not config.target_modules):
@@ -105,8 +104,8 @@ class TunerModel(nn.Module):
         for name in names:
             self._inject_one(spec, config, adapter_name, name)
         self.peft_config[adapter_name] = config
-        if "after_inject" in hooks:
-            hooks["after_inject"](self, config, adapter_name)
+        if spec.after_inject is not None:
+            spec.after_inject(self, config, adapter_name)
         for name in config.modules_to_save or []:
             self._wrap_module_to_save(name, adapter_name)
         self._mark_trainable(config, adapter_name)

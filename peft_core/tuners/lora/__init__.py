@@ -1,20 +1,19 @@
-"""LoRA and its variants: config, layers, inits and the registration that plugs them in."""
+"""LoRA and its variants. Registering imports only the config; layers load when a model is adapted."""
 
+from ...default_targets import DEFAULT_TARGETS
 from ...registry import MethodSpec, register_method
-from ...targeting import DEFAULT_TARGETS
 from ...types import PeftType
 from .config import LoraConfig
-from .layer import LoraConv, LoraEmbedding, LoraLayer, LoraLinear
 
 register_method(
     MethodSpec(
         peft_type=PeftType.LORA,
         config_cls=LoraConfig,
         prefix="lora_",
+        layers="peft_core.tuners.lora.layer",
         title="LoRA",
-        layer_classes={"linear": LoraLinear, "conv": LoraConv, "embedding": LoraEmbedding},
         default_targets=DEFAULT_TARGETS,
     )
 )
 
-__all__ = ["LoraConfig", "LoraConv", "LoraEmbedding", "LoraLayer", "LoraLinear"]
+__all__ = ["LoraConfig"]

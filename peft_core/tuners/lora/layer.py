@@ -189,3 +189,6 @@ class LoraEmbedding(LoraLayer):
     def apply_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         base = self.base_layer
         return F.embedding(x, weight, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse)
+
+
+LAYER_CLASSES = {"linear": LoraLinear, "conv": LoraConv, "embedding": LoraEmbedding}
