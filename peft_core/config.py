@@ -121,31 +121,13 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass
-class PeftConfig:
-    """Fields every adapter config has. Subclasses set `peft_type` and add their own fields.
+class Schema:
+    """A dataclass whose `option()` fields are validated on construction and described as JSON schema.
 
-    `peft_compat_fields` lists fields peft writes that this engine does not implement, with the neutral
-    value that means "feature off": they are written so our JSON reads like peft's, accepted silently
-    when neutral, and refused with a clear message when a checkpoint turns them on.
+    PeftConfig builds on it; so does anything else the studio renders as a form (training settings).
     """
 
-    peft_type: ClassVar[PeftType]
-    peft_compat_fields: ClassVar[dict[str, Any]] = {"auto_mapping": None}
-    is_prompt_learning: ClassVar[bool] = False
-
-    task_type: str | None = option(
-        None, help="What the model is for; picks the model wrapper.", choices=(None, *[t.value for t in TaskType])
-    )
-    base_model_name_or_path: str | None = option(None, help="Hub id or folder of the base model.", advanced=True)
-    revision: str | None = option(None, help="Revision of the base model on the Hub.", advanced=True)
-    inference_mode: bool = option(False, help="Freeze the adapter (saved checkpoints always say true).", advanced=True)
-    peft_version: str | None = option(None, help="Version of the library that wrote the checkpoint.", advanced=True)
-
-    # ------------------------------------------------------------------ validation
-
     def __post_init__(self) -> None:
-        if isinstance(self.task_type, TaskType):
-            self.task_type = self.task_type.value
         problems = self._field_problems() + self.extra_checks()
         if problems:
             raise ConfigError(type(self).__name__, problems)
@@ -174,15 +156,74 @@ class PeftConfig:
         return problems
 
     def extra_checks(self) -> list[str]:
-        """Cross-field rules of a method; return problems as 'field: message' strings."""
+        """Cross-field rules; return problems as 'field: message' strings."""
         return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of the fields: what the API publishes and the UI renders a form from."""
+        hints = typing.get_type_hints(cls)
+        props: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            md = f.metadata
+            entry = _json_schema_of(hints[f.name])
+            entry["description"] = md.get("help", "")
+            if f.default is not MISSING:
+                default = f.default
+            elif f.default_factory is not MISSING:
+                default = f.default_factory()
+            else:
+                default = None
+            entry["default"] = _plain(default)
+            if md.get("choices") is not None:
+                entry["enum"] = list(md["choices"])
+            for key, schema_key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum")):
+                if md.get(key) is not None:
+                    entry[schema_key] = md[key]
+            entry["x-advanced"] = bool(md.get("advanced"))
+            props[f.name] = entry
+        doc = (cls.__doc__ or "").strip()
+        return {"title": cls.__name__, "description": doc.splitlines()[0] if doc else "", "type": "object", "properties": props}
+
+
+@dataclass
+class PeftConfig(Schema):
+    """Fields every adapter config has. Subclasses set `peft_type` and add their own fields.
+
+    `peft_compat_fields` lists fields peft writes that this engine does not implement, with the neutral
+    value that means "feature off": they are written so our JSON reads like peft's, accepted silently
+    when neutral, and refused with a clear message when a checkpoint turns them on.
+    """
+
+    peft_type: ClassVar[PeftType]
+    peft_compat_fields: ClassVar[dict[str, Any]] = {"auto_mapping": None}
+    is_prompt_learning: ClassVar[bool] = False
+
+    task_type: str | None = option(
+        None, help="What the model is for; picks the model wrapper.", choices=(None, *[t.value for t in TaskType])
+    )
+    base_model_name_or_path: str | None = option(None, help="Hub id or folder of the base model.", advanced=True)
+    revision: str | None = option(None, help="Revision of the base model on the Hub.", advanced=True)
+    inference_mode: bool = option(False, help="Freeze the adapter (saved checkpoints always say true).", advanced=True)
+    peft_version: str | None = option(None, help="Version of the library that wrote the checkpoint.", advanced=True)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.task_type, TaskType):
+            self.task_type = self.task_type.value
+        super().__post_init__()
 
     # ------------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.peft_compat_fields)
-        for f in dataclasses.fields(self):
-            data[f.name] = _plain(getattr(self, f.name))
+        data.update(super().to_dict())
         data["peft_type"] = self.peft_type.value
         return data
 
@@ -248,33 +289,11 @@ class PeftConfig:
                 raise ConfigError(cls.__name__, [f"{config_file}: not valid JSON ({exc})"]) from exc
         return cls.from_dict(data)
 
-    # ------------------------------------------------------------------ schema for UI / API
-
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
-        """JSON schema of the config: what the API publishes and the UI renders a form from."""
-        hints = typing.get_type_hints(cls)
-        props: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            md = f.metadata
-            entry = _json_schema_of(hints[f.name])
-            entry["description"] = md.get("help", "")
-            default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)  # type: ignore[misc]
-            entry["default"] = _plain(default)
-            if md.get("choices") is not None:
-                entry["enum"] = list(md["choices"])
-            for key, schema_key in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum")):
-                if md.get(key) is not None:
-                    entry[schema_key] = md[key]
-            entry["x-advanced"] = bool(md.get("advanced"))
-            props[f.name] = entry
-        return {
-            "title": cls.__name__,
-            "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
-            "type": "object",
-            "properties": props,
-            "x-peft-type": cls.peft_type.value,
-        }
+        schema = super().json_schema()
+        schema["x-peft-type"] = cls.peft_type.value
+        return schema
 
 
 @dataclass
