@@ -1,0 +1,1 @@
+"""PEFT Studio: the web app, its settings, database and services. Never imports torch."""
