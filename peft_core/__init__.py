@@ -41,6 +41,7 @@ _LAZY = {
     "PeftModelForTokenClassification": "peft_model",
     "get_peft_model": "peft_model",
     "inject_adapter_in_model": "peft_model",
+    "prepare_model_for_kbit_training": "training",
 }
 
 

@@ -76,6 +76,10 @@ class BaseLayerView:
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.module(x, *args, **kwargs)
 
+    def dense_module(self, dtype: torch.dtype | None = None) -> nn.Module:
+        """A full-precision module computing the same function (quantized views dequantize)."""
+        return self.module
+
 
 class LinearView(BaseLayerView):
     kind = "linear"
@@ -146,6 +150,7 @@ def register_view(module_cls: type[nn.Module], view_cls: type[BaseLayerView]) ->
 
 def view_for(module: nn.Module) -> BaseLayerView | None:
     """The most specific registered view for this module, or None if the layer type is unknown."""
+    _load_backend_for(module)
     mro = type(module).__mro__
     best: tuple[int, type[BaseLayerView]] | None = None
     for module_cls, view_cls in _VIEWS:
@@ -154,6 +159,22 @@ def view_for(module: nn.Module) -> BaseLayerView | None:
             if best is None or rank < best[0]:
                 best = (rank, view_cls)
     return best[1](module) if best else None
+
+
+def _load_backend_for(module: nn.Module) -> None:
+    """Import the view module of the quantization backend that defines this layer class, once."""
+    from .backends import LAZY_BACKENDS
+
+    root = type(module).__module__.split(".")[0]
+    backend = LAZY_BACKENDS.get(root)
+    if backend is not None and backend not in _LOADED_BACKENDS:
+        import importlib
+
+        _LOADED_BACKENDS.add(backend)
+        importlib.import_module(backend)
+
+
+_LOADED_BACKENDS: set[str] = set()
 
 
 def is_linear_like(module: nn.Module) -> bool:

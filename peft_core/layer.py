@@ -13,6 +13,7 @@ model, once, and is driven by those declarations.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -170,6 +171,12 @@ class AdapterLayer(nn.Module):
     def merge(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Fold adapters into the base weight; with safe_merge, check the result before writing it."""
         names = self.active_adapters if adapter_names is None else adapter_names
+        if self.view.quantized and any(n not in self.merged_adapters for n in names):
+            warnings.warn(
+                f"merging into a quantized {type(self.base_layer).__name__} re-quantizes the weight: outputs may differ "
+                "slightly from the unmerged model (rounding)",
+                stacklevel=3,
+            )
         for name in names:
             if name not in self.adapter_names:
                 raise AdapterNotFoundError(f"no adapter named {name!r} in this layer (has {self.adapter_names})")

@@ -242,7 +242,9 @@ class TunerModel(nn.Module):
         for layer in self.adapter_layers():
             layer.unmerge()
 
-    def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
+    def _unload(self, merge: bool, safe_merge: bool = False, adapter_names: list[str] | None = None, dequantize: bool = False) -> nn.Module:
+        if dequantize:
+            self._dequantize_base_layers()
         if merge:
             self.merge_adapter(adapter_names, safe_merge=safe_merge)
         for name, module in list(adapter_modules(self.model)):
@@ -258,9 +260,25 @@ class TunerModel(nn.Module):
             del self.model.peft_config
         return self.model
 
-    def merge_and_unload(self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None) -> nn.Module:
-        """Merge the active (or given) adapters into the weights and return the plain model."""
-        return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names)
+    def _dequantize_base_layers(self) -> None:
+        """Swap each quantized base layer under an adapter for a full-precision copy (view.dense_module)."""
+        for layer in self.adapter_layers():
+            if layer.view.quantized:
+                if layer.merged_adapters:
+                    layer.unmerge()
+                dense = layer.view.dense_module()
+                layer.base_layer = dense
+                layer._view = view_for(dense)
+
+    def merge_and_unload(
+        self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None, dequantize: bool = False
+    ) -> nn.Module:
+        """Merge the active (or given) adapters into the weights and return the plain model.
+
+        On a quantized base, merging re-quantizes (rounding); `dequantize=True` instead returns a
+        full-precision model with the adapter merged exactly into the dequantized weights.
+        """
+        return self._unload(merge=True, safe_merge=safe_merge, adapter_names=adapter_names, dequantize=dequantize)
 
     def unload(self) -> nn.Module:
         """Remove every adapter without merging and return the original model."""
