@@ -1,0 +1,1 @@
+"""Helpers and fixtures for the studio's app and worker tests."""
