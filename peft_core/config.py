@@ -231,11 +231,13 @@ class PeftConfig(Schema):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **extra: Any) -> None:
-        """Write adapter_config.json as peft does (sorted keys, indent 2, inference_mode true)."""
+        """Write adapter_config.json as peft does (sorted keys, indent 2); `extra` overrides fields.
+
+        Like peft's, this writes the config as it is: PeftModel.save_pretrained passes inference_mode=True.
+        """
         os.makedirs(save_directory, exist_ok=True)
         data = self.to_dict()
         data.update(extra)
-        data["inference_mode"] = True
         with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(data, indent=2, sort_keys=True))
 

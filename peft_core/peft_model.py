@@ -130,24 +130,45 @@ class PeftModel(nn.Module):
         safe_serialization: bool = True,
         selected_adapters: list[str] | None = None,
         save_embedding_layers: bool | str = "auto",
+        is_main_process: bool = True,
         **_: Any,
     ) -> None:
-        """Write adapter_model.safetensors + adapter_config.json; non-default adapters go to sub-folders."""
+        """Write adapter_model.safetensors + adapter_config.json (+ README.md) as peft does.
+
+        The adapter named "default" goes to `save_directory`, any other to `save_directory/<name>`; the
+        saved config says inference_mode true. Only the main process writes (distributed training).
+        """
         if os.path.isfile(save_directory):
-            raise ValueError(f"{save_directory} is a file; save_pretrained needs a folder")
+            raise ValueError(f"{save_directory} is a file; save_pretrained needs a folder path")
         names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
+        unknown = [n for n in names if n not in self.peft_config]
+        if unknown:  # check all before writing anything
+            raise AdapterNotFoundError(f"no adapter named {unknown} to save; this model has {list(self.peft_config)}")
+        if not is_main_process:
+            return
+        base = self.base_model.model
         for name in names:
-            if name not in self.peft_config:
-                raise AdapterNotFoundError(f"no adapter named {name!r} to save; this model has {list(self.peft_config)}")
             target = os.fspath(save_directory) if name == "default" else os.path.join(save_directory, name)
             state = get_peft_model_state_dict(self, adapter_name=name, save_embedding_layers=save_embedding_layers)
             save_adapter_weights(state, target, safe_serialization=safe_serialization)
             config = self.peft_config[name]
-            extra = {}
+            extra: dict[str, Any] = {"inference_mode": True}
             if config.task_type is None:  # lets peft's AutoPeftModel find the base class
-                base = self.base_model.model
                 extra["auto_mapping"] = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
             config.save_pretrained(target, **extra)
+        if names:
+            from . import __version__
+            from .hub import write_model_card
+
+            first = self.peft_config[names[0]]
+            write_model_card(
+                save_directory,
+                method=first.peft_type.value,
+                base_model=first.base_model_name_or_path,
+                task_type=first.task_type,
+                transformers_model=type(base).__module__.startswith("transformers."),
+                version=__version__,
+            )
 
     @classmethod
     def from_pretrained(
