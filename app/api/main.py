@@ -1,0 +1,21 @@
+"""The web application: `uvicorn --factory app.api.main:create_app` (what `peft-studio run` serves).
+
+Never imports torch, transformers or the worker package: it only reads and writes rows and rings
+the broker, so it starts fast and stays small.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.api.routes import artifacts, catalog, health, jobs, runs
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="PEFT Studio", summary="Fine-tune models without code", version="0.1.0")
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(runs.router)
+    app.include_router(artifacts.router)
+    app.include_router(catalog.router)
+    return app
