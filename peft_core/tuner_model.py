@@ -222,6 +222,20 @@ class TunerModel(nn.Module):
             for _, m in adapter_modules(self.model):
                 m.disabled = previously.get(id(m), False)
 
+    # ------------------------------------------------------------------ method extensions
+
+    def add_weighted_adapter(self, *args: Any, **kwargs: Any) -> None:
+        """Combine adapters into a new one, for methods that support it (LoRA: see tuners/lora/combine.py)."""
+        self._method_function("add_weighted_adapter")(self, *args, **kwargs)
+
+    def _method_function(self, name: str) -> Any:
+        config = next(iter(self.peft_config.values()))
+        spec = spec_for_config(config)
+        func = getattr(spec.layer_module, name, None)
+        if func is None:
+            raise UnsupportedLayerError(f"{name} is not available for {spec.peft_type.value} adapters")
+        return func
+
     # ------------------------------------------------------------------ merging
 
     def _check_mergeable(self, adapter_names: list[str]) -> None:

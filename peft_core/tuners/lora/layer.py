@@ -192,3 +192,5 @@ class LoraEmbedding(LoraLayer):
 
 
 LAYER_CLASSES = {"linear": LoraLinear, "conv": LoraConv, "embedding": LoraEmbedding}
+
+from .combine import add_weighted_adapter  # noqa: E402, F401  (model-level extension, found by TunerModel)
