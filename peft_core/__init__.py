@@ -42,6 +42,10 @@ _LAZY = {
     "get_peft_model": "peft_model",
     "inject_adapter_in_model": "peft_model",
     "prepare_model_for_kbit_training": "training",
+    "hotswap_adapter": "hotswap",
+    "hotswap_adapter_from_state_dict": "hotswap",
+    "rescale_adapter_scale": "helpers",
+    "check_if_peft_model": "helpers",
 }
 
 
