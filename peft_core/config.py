@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 import warnings
@@ -128,9 +129,15 @@ class Schema:
     """
 
     def __post_init__(self) -> None:
-        problems = self._field_problems() + self.extra_checks()
+        problems = self._field_problems()
+        try:
+            problems += self.extra_checks()
+        except (TypeError, AttributeError, ValueError):
+            if not problems:  # a cross-field rule crashed on well-typed values: a bug, not bad input
+                raise
+            # a value of the wrong type (already reported above) broke a cross-field rule; report what we have
         if problems:
-            raise ConfigError(type(self).__name__, problems)
+            raise ConfigError(type(self).__name__, list(dict.fromkeys(problems)))
 
     def _field_problems(self) -> list[str]:
         problems: list[str] = []
@@ -246,6 +253,8 @@ class PeftConfig(Schema):
         """Build the right config class from a dict; unknown keys are dropped with a warning."""
         from .registry import get_method
 
+        if not isinstance(data, dict):
+            raise ConfigError(cls.__name__, [f"config: expected a JSON object of fields, got {type(data).__name__}"])
         data = dict(data)
         peft_type = data.pop("peft_type", None)
         target_cls = cls
@@ -267,7 +276,10 @@ class PeftConfig(Schema):
             elif key in cls.peft_compat_fields:
                 neutral = cls.peft_compat_fields[key]
                 if value not in (neutral, None, {}, [], False) and key != "auto_mapping":
-                    problems.append(f"{key}: {value!r} turns on a peft feature that peft_core does not support yet")
+                    problems.append(
+                        f"{key}: {value!r} turns on a peft feature that peft_core does not support yet; "
+                        f"load this adapter with peft, or set {key} to {neutral!r} if the adapter does not need it"
+                    )
             else:
                 unknown.append(key)
         if problems:
@@ -325,6 +337,13 @@ class AdapterConfig(PeftConfig):
             problems.append("layers_pattern: only meaningful together with layers_to_transform")
         if isinstance(self.target_modules, list) and not self.target_modules and not self._allows_empty_targets():
             problems.append("target_modules: the list is empty; name at least one module or use 'all-linear'")
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a string is a regex (full match), never a list of characters
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    problems.append(f"{name}: {value!r} is not a valid regex ({exc})")
         return problems
 
     def _allows_empty_targets(self) -> bool:
