@@ -1,0 +1,44 @@
+"""Process-wide state of a worker: the shutdown flag its supervisors watch, and the reaper thread.
+
+The reaper runs in its own thread rather than as a beat-scheduled task, because the worker's single
+pool slot is busy for the whole of a training run; it runs once at start (recovering what a previous
+worker left behind) and then every reap_interval_seconds. Several workers reaping is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db.session import session_scope
+from app.services import jobs
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+stopping = threading.Event()
+
+
+def reap_once(settings: Settings, *, redeliver_all: bool = False) -> jobs.ReapReport | None:
+    try:
+        with session_scope(settings) as session:
+            report = jobs.reap(session, settings=settings, redeliver_all=redeliver_all)
+    except SQLAlchemyError as exc:
+        log.warning("reaper: database unavailable (%s); will retry", exc)
+        return None
+    if report.requeued or report.failed or report.cancelled or report.redelivered:
+        log.info("reaper: requeued %s, failed %s, cancelled %s, sent again %s", report.requeued, report.failed, report.cancelled, report.redelivered)
+    return report
+
+
+def start_reaper(settings: Settings) -> threading.Thread:
+    def loop() -> None:
+        reap_once(settings, redeliver_all=True)
+        while not stopping.wait(settings.reap_interval_seconds):
+            reap_once(settings)
+
+    thread = threading.Thread(target=loop, name="studio-reaper", daemon=True)
+    thread.start()
+    return thread
