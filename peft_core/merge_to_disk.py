@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,31 +126,12 @@ def merge_adapter_to_disk(
     targets = set(resolve_targets(config, skeleton)) if config.target_modules else set()
     saved_copies = {k[len(PEFT_PREFIX):]: v for k, v in adapter.items() if _is_module_copy(k, targets)}
     out.mkdir(parents=True, exist_ok=True)
-    from safetensors import safe_open
-    from safetensors.torch import save_file
 
     merged_modules, written = 0, 0
     for number, shard in enumerate(shard_names, start=1):
-        with safe_open(str(base / shard), framework="pt") as fh:
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-            metadata = fh.metadata() or {"format": "pt"}
-        by_module: dict[str, dict[str, torch.Tensor]] = {}
-        for key in tensors:
-            module_name, _, pname = key.rpartition(".")
-            if module_name in targets:
-                by_module.setdefault(module_name, {})[pname] = tensors[key]
-        for module_name, own in by_module.items():
-            own = _complete(own, module_name, skeleton, base, weight_map, shard)
-            merged = _merge_module(skeleton, module_name, own, config, adapter)
-            for pname in by_module[module_name]:
-                tensors[f"{module_name}.{pname}"] = merged[pname].to(tensors[f"{module_name}.{pname}"].dtype).contiguous()
-            merged_modules += 1
-        for key in list(tensors):
-            if key in saved_copies:
-                tensors[key] = saved_copies[key].to(tensors[key].dtype)
-        save_file(tensors, str(out / shard), metadata=metadata)
-        written += sum(t.numel() * t.element_size() for t in tensors.values())
-        del tensors
+        plan = _ShardPlan(base=base, shard=shard, weight_map=weight_map, skeleton=skeleton, config=config, adapter=adapter, targets=targets, saved_copies=saved_copies)
+        written += plan.write(out / shard)
+        merged_modules += plan.merged_modules
         if progress is not None:
             progress(number, len(shard_names), shard)
     if weight_map is not None:
@@ -159,6 +142,76 @@ def merge_adapter_to_disk(
     if merged_modules != len(targets):
         raise CheckpointError(f"merged {merged_modules} of {len(targets)} adapted modules: the base checkpoint's keys do not match its architecture")
     return {"shards": len(shard_names), "merged_modules": merged_modules, "bytes": written}
+
+
+class _ShardPlan:
+    """Writes one output shard, producing each tensor when the writer reaches it (one module in memory)."""
+
+    def __init__(self, *, base: Path, shard: str, weight_map: dict[str, str] | None, skeleton: nn.Module, config: PeftConfig,
+                 adapter: dict[str, torch.Tensor], targets: set[str], saved_copies: dict[str, torch.Tensor]):
+        self.base, self.shard, self.weight_map, self.skeleton = base, shard, weight_map, skeleton
+        self.config, self.adapter, self.targets, self.saved_copies = config, adapter, targets, saved_copies
+        self.pending: dict[str, torch.Tensor] = {}
+        self.merged_modules = 0
+
+    def write(self, path: Path) -> int:
+        from safetensors import safe_open
+
+        with safe_open(str(self.base / self.shard), framework="pt") as fh:
+            self.fh = fh
+            self.layout = {k: (fh.get_slice(k).get_dtype(), fh.get_slice(k).get_shape()) for k in fh.keys()}
+            return write_safetensors_streaming(path, self.layout, self.produce, fh.metadata() or {"format": "pt"})
+
+    def produce(self, key: str) -> torch.Tensor:
+        """The output tensor for `key`: merged if its module is adapted, a trained copy, or as stored."""
+        if key in self.pending:
+            return self.pending.pop(key)
+        module_name, _, pname = key.rpartition(".")
+        if module_name in self.targets:
+            own = {k.rpartition(".")[2]: self.fh.get_tensor(k) for k in self.layout if k.rpartition(".")[0] == module_name}
+            own = _complete(own, module_name, self.skeleton, self.base, self.weight_map, self.shard)
+            merged = _merge_module(self.skeleton, module_name, own, self.config, self.adapter)
+            self.merged_modules += 1
+            for other, value in merged.items():
+                if other != pname and f"{module_name}.{other}" in self.layout:
+                    self.pending[f"{module_name}.{other}"] = value
+            return merged[pname]
+        if key in self.saved_copies:
+            return self.saved_copies[key]
+        return self.fh.get_tensor(key)
+
+
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def write_safetensors_streaming(
+    path: Path, layout: dict[str, tuple[str, list[int]]], produce: Callable[[str], torch.Tensor], metadata: dict[str, str]
+) -> int:
+    """Write a safetensors file one tensor at a time: the header (from the known dtypes and shapes) first,
+    then each tensor's bytes as `produce(key)` returns it, so only one tensor is in memory at once."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for key, (dtype, shape) in layout.items():
+        size = torch.empty(0, dtype=_DTYPES[dtype]).element_size() * math.prod(shape)
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    with open(tmp, "wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)))
+        fh.write(blob)
+        for key, (dtype, shape) in layout.items():
+            tensor = produce(key).to(_DTYPES[dtype]).contiguous()
+            if list(tensor.shape) != list(shape):
+                raise CheckpointError(f"merged {key} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
+            fh.write(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    os.replace(tmp, path)
+    return offset
 
 
 def _is_module_copy(key: str, targets: set[str]) -> bool:
