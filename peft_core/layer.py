@@ -168,6 +168,15 @@ class AdapterLayer(nn.Module):
     def merged(self) -> bool:
         return bool(self.merged_adapters)
 
+    def merge_is_finite(self, adapter_name: str) -> bool:
+        """Whether merging this adapter would keep weight and bias finite (computed, nothing written):
+        the tuner model asks every layer before merging any, so safe_merge is all-or-nothing."""
+        weight = self.view.get_weight()
+        work_dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
+        delta_b = self.delta_bias(adapter_name)
+        finite = bool(torch.isfinite(self.merged_weight(adapter_name, weight.to(work_dtype))).all())
+        return finite and (delta_b is None or bool(torch.isfinite(delta_b).all()))
+
     def merge(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Fold adapters into the base weight; with safe_merge, check the result before writing it."""
         names = self.active_adapters if adapter_names is None else adapter_names

@@ -37,17 +37,19 @@ class PeftModel(nn.Module):
         peft_config = self._with_task_heads(peft_config, model)
         if getattr(peft_config, "base_model_name_or_path", None) is None:
             peft_config.base_model_name_or_path = _name_or_path(model)
-        self.base_model = TunerModel(model, peft_config, adapter_name)
+        self.base_model = TunerModel(model, peft_config, adapter_name, optional_modules_to_save=self.extra_modules_to_save)
         self.active_adapter = adapter_name
 
     def _with_task_heads(self, config: PeftConfig, model: nn.Module) -> PeftConfig:
-        """Task heads (classifier, score, qa_outputs) are trained fully: add those the model has."""
+        """Task heads (classifier, score, qa_outputs) are trained fully and saved with the adapter.
+
+        All of the task's head names are listed, whether or not this model has each, as peft does: the
+        saved adapter_config.json is then the same as peft's, and either library finds the head.
+        """
         if not self.extra_modules_to_save or not hasattr(config, "modules_to_save"):
             return config
-        present = {n.split(".")[-1] for n, _ in model.named_modules()}
-        heads = [h for h in self.extra_modules_to_save if h in present]
         current = list(config.modules_to_save or [])
-        config.modules_to_save = current + [h for h in heads if h not in current] or None
+        config.modules_to_save = current + [h for h in self.extra_modules_to_save if h not in current]
         return config
 
     # ------------------------------------------------------------------ delegation
@@ -91,7 +93,8 @@ class PeftModel(nn.Module):
             peft_config.base_model_name_or_path = _name_or_path(self.base_model.model)
         active = self.base_model.active_adapter
         self.base_model.inject_adapter(peft_config, adapter_name)
-        self.base_model.set_adapter(active)
+        self.base_model.set_adapter(active if self.base_model.active_adapters else adapter_name)
+        self.active_adapter = self.base_model.active_adapter
 
     def set_adapter(self, adapter_name: str) -> None:
         self.base_model.set_adapter(adapter_name)

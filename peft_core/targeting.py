@@ -93,17 +93,26 @@ def resolve_targets(config, model: nn.Module, skip_prefixes: Iterable[str] = ())
 
 def _no_match_message(config, model: nn.Module) -> str:
     targets = config.target_modules
-    leaf_names = sorted({n.split(".")[-1] for n, m in model.named_modules() if n and not list(m.children())})
+    named = [n for n, m in model.named_modules() if n and not list(m.children())]
+    leaf_names = sorted({n.split(".")[-1] for n in named})
     sample = ", ".join(leaf_names[:25]) + (" ..." if len(leaf_names) > 25 else "")
-    how = "regex (full match)" if isinstance(targets, str) and targets != ALL_LINEAR else "target_modules"
+    is_regex = isinstance(targets, str) and targets != ALL_LINEAR
+    how = "regex (full match)" if is_regex else "target_modules"
     extra = ""
     if config.layers_to_transform is not None:
-        extra = f" within layers {config.layers_to_transform}"
+        extra = f" within layers {config.layers_to_transform} (layers_pattern {config.layers_pattern!r})"
     if config.exclude_modules is not None:
         extra += f" after excluding {config.exclude_modules!r}"
+    hint = ""
+    if is_regex and named:  # the usual mistake: a bare name as a string, which must match the whole path
+        as_list = [targets] if re.fullmatch(r"[\w.]+", targets) else [named[0].split(".")[-1]]
+        hint = (
+            f". A string is a regex that must match the whole module path, e.g. {named[0]!r}; "
+            f"to match by name or dotted suffix, pass a list such as {as_list!r}"
+        )
     return (
         f"{how} {targets!r} matched no module of {type(model).__name__}{extra}. "
-        f"Module names in this model include: {sample}"
+        f"Module names in this model include: {sample}{hint}"
     )
 
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .auxiliary import ModulesToSaveWrapper
 from .base_layers import view_for
 from .config import AdapterConfig, PeftConfig
-from .errors import AdapterNotFoundError, ConfigError, UnsupportedLayerError
+from .errors import AdapterNotFoundError, ConfigError, MergeError, UnsupportedLayerError
 from .layer import AdapterLayer
 from .registry import MethodSpec, spec_for_config
 from .targeting import check_unmatched_entries, default_targets_for, resolve_targets
@@ -39,11 +39,13 @@ def adapter_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 class TunerModel(nn.Module):
-    def __init__(self, model: nn.Module, config: PeftConfig, adapter_name: str = "default"):
+    def __init__(self, model: nn.Module, config: PeftConfig, adapter_name: str = "default", optional_modules_to_save: tuple[str, ...] = ()):
         super().__init__()
         self.model = model
         self.peft_config: dict[str, PeftConfig] = {}
         self.active_adapter: str | list[str] = adapter_name
+        # modules_to_save entries a task class adds for every model (classifier, score): no warning when absent
+        self.optional_modules_to_save = tuple(optional_modules_to_save)
         self.inject_adapter(config, adapter_name)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,7 +96,13 @@ class TunerModel(nn.Module):
         if adapter_name in spec.prefix:
             warnings.warn(f"adapter name {adapter_name!r} is part of the method prefix {spec.prefix!r}; keys may be ambiguous", stacklevel=3)
         config = self.prepare_config(config, spec)
-        skip = [n for n, m in self.model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
+        # Modules trained whole (modules_to_save, wrapped below or by an earlier adapter) are never adapted:
+        # an adapter inside one would be copied into the trainable copy and the frozen original alike.
+        to_save = config.modules_to_save or []
+        skip = [
+            n for n, m in self.model.named_modules()
+            if n and (isinstance(m, ModulesToSaveWrapper) or any(n == e or n.endswith("." + e) for e in to_save))
+        ]
         names: list[str] = []
         if config.target_modules is not None and not (isinstance(config.target_modules, list) and not config.target_modules):
             names = resolve_targets(config, self.model, skip)
@@ -144,8 +152,8 @@ class TunerModel(nn.Module):
                 raise ConfigError("adapter", [f"modules_to_save: {name!r} is also a target of the adapter; list it in only one"])
             else:
                 setattr(parent, child, ModulesToSaveWrapper(module, adapter_name))
-        if not found:
-            warnings.warn(f"modules_to_save entry {name_spec!r} matched no module", stacklevel=4)
+        if not found and name_spec not in self.optional_modules_to_save:
+            warnings.warn(f"modules_to_save entry {name_spec!r} matched no module (typo?)", stacklevel=4)
 
     def _ancestors(self, name: str) -> list[nn.Module]:
         parts = name.split(".")
@@ -159,7 +167,8 @@ class TunerModel(nn.Module):
         for _, module in adapter_modules(self.model):
             for name in module.adapter_names:
                 module.set_requires_grad(name, name in active and not self.peft_config[name].inference_mode)
-        bias = getattr(self.peft_config[self.active_adapters[0]], "bias", "none") if self.active_adapters[0] in self.peft_config else "none"
+        first = self.active_adapters[0] if self.active_adapters else None
+        bias = getattr(self.peft_config[first], "bias", "none") if first in self.peft_config else "none"
         if bias == "all":
             for n, p in self.model.named_parameters():
                 if n.endswith("bias"):
@@ -189,18 +198,23 @@ class TunerModel(nn.Module):
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
             raise AdapterNotFoundError(f"no adapter named {adapter_name!r}; this model has {list(self.peft_config)}")
-        for name, module in list(adapter_modules(self.model)):
+        merged = [n for n, m in adapter_modules(self.model) if adapter_name in getattr(m, "merged_adapters", ())]
+        if merged:  # refuse before touching any layer, so a failed delete leaves the model whole
+            raise MergeError(f"adapter {adapter_name!r} is merged into {merged[:3]}...; call unmerge_adapter() before deleting it")
+        for name, module in reversed(list(adapter_modules(self.model))):  # innermost first: nested layers unwrap cleanly
             if adapter_name in module.adapter_names:
                 module.delete_adapter(adapter_name)
             if not module.adapter_names:
                 parent, child, _ = split_parent(self.model, name)
                 setattr(parent, child, module.base_layer if isinstance(module, AdapterLayer) else module.original_module)
         del self.peft_config[adapter_name]
-        remaining = list(self.peft_config)
         if adapter_name in self.active_adapters:
-            self.active_adapter = remaining[0] if remaining else ""
-            if remaining:
-                self.set_adapter(remaining[0])
+            still_active = [n for n in self.active_adapters if n != adapter_name]
+            remaining = list(self.peft_config)
+            if still_active or remaining:
+                self.set_adapter(still_active if len(still_active) > 1 else (still_active or remaining)[0])
+            else:
+                self.active_adapter = []
 
     def _set_disabled(self, disabled: bool) -> None:
         for _, module in adapter_modules(self.model):
@@ -247,8 +261,20 @@ class TunerModel(nn.Module):
                 raise UnsupportedLayerError(f"{spec.peft_type.value} adapters cannot be merged into the base weights")
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        """Fold adapters into the base weights. With safe_merge every layer is checked before any is
+        written, so NaN/inf in one layer leaves the whole model untouched."""
         names = self.active_adapters if adapter_names is None else list(adapter_names)
         self._check_mergeable(names)
+        if safe_merge:
+            for layer_name, layer in self.model.named_modules():
+                if not isinstance(layer, AdapterLayer):
+                    continue
+                for name in names:
+                    if name in layer.adapter_names and name not in layer.merged_adapters and not layer.merge_is_finite(name):
+                        raise MergeError(
+                            f"merging adapter {name!r} would put NaN or inf into {layer_name}; nothing was merged. "
+                            "The adapter weights are corrupt (diverged training?): load a good checkpoint instead"
+                        )
         for layer in self.adapter_layers():
             layer.merge([n for n in names if n in layer.adapter_names], safe_merge=safe_merge)
 
@@ -261,7 +287,7 @@ class TunerModel(nn.Module):
             self._dequantize_base_layers()
         if merge:
             self.merge_adapter(adapter_names, safe_merge=safe_merge)
-        for name, module in list(adapter_modules(self.model)):
+        for name, module in reversed(list(adapter_modules(self.model))):  # innermost first: nested layers unwrap cleanly
             parent, child, _ = split_parent(self.model, name)
             if isinstance(module, AdapterLayer):
                 setattr(parent, child, module.base_layer)
