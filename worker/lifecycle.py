@@ -7,11 +7,13 @@ worker left behind) and then every reap_interval_seconds. Several workers reapin
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import broker
 from app.db.session import session_scope
 from app.services import jobs
 from app.settings import Settings
@@ -19,6 +21,19 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 stopping = threading.Event()
+_handed_back: set[int] = set()
+
+
+def hand_back(job_id: int, settings: Settings) -> None:
+    """Send job `job_id` to the broker again once this worker has exited.
+
+    During a warm shutdown the worker may still take messages; ringing now would hand the job to
+    this very worker, which would drop it. At exit its consumer is closed, so another worker (or the
+    next start of this one) gets the job.
+    """
+    if not _handed_back:
+        atexit.register(lambda: [broker.ring(j, settings) for j in sorted(_handed_back)])
+    _handed_back.add(job_id)
 
 
 def reap_once(settings: Settings, *, redeliver_all: bool = False) -> jobs.ReapReport | None:

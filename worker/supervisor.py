@@ -28,6 +28,7 @@ from app.jobspec import JobSpecError, parse_job_spec
 from app.services import jobs
 from app.services.jobs import ArtifactKind, Claim, JobStatus
 from app.settings import Settings
+from worker import lifecycle
 from worker.outcome import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -144,7 +145,8 @@ def _conclude(returncode: int | None, ending: Ending, claim: Claim, job_dir: Pat
     if ending is Ending.SHUTDOWN:
         with session_scope(settings) as session:
             jobs.requeue_job(session, job_id=claim.job_id, owner=claim.owner, reason="Its worker was shut down.", count_attempt=False,
-                             settings=settings)
+                             ring=False)
+        lifecycle.hand_back(claim.job_id, settings)
         return
     with session_scope(settings) as session:
         job = jobs.get_job(session, job_id=claim.job_id)

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 def train(job_id: int) -> None:
     """Claim job `job_id` and run one attempt of it; a duplicate or stale delivery does nothing."""
     settings = get_settings()
+    if lifecycle.stopping.is_set():  # shutting down: take nothing new; the job is sent again once we are gone
+        lifecycle.hand_back(job_id, settings)
+        return
     with session_scope(settings) as session:
         claim = jobs.claim_job(session, job_id=job_id, owner=lease_owner(), lease_seconds=settings.lease_seconds)
     if claim is None:

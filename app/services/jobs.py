@@ -277,16 +277,24 @@ def finish_job(
 
 
 def requeue_job(
-    session: Session, *, job_id: int, owner: str | None, reason: str, count_attempt: bool = True, settings: Settings | None = None
+    session: Session,
+    *,
+    job_id: int,
+    owner: str | None,
+    reason: str,
+    count_attempt: bool = True,
+    ring: bool = True,
+    settings: Settings | None = None,
 ) -> JobStatus | None:
     """After a run died (or its worker stopped): queue it to resume, or fail it when out of attempts.
 
     `reason` says in words what happened. count_attempt=False gives the attempt back (a worker shutting
-    down is not the job's fault). Returns the new status, or None when the job was not ours to requeue.
+    down is not the job's fault); ring=False leaves sending the message to the caller. Returns the new
+    status, or None when the job was not ours to requeue.
     """
     status = _requeue_or_fail(session, job_id=job_id, owner=owner, reason=reason, count_attempt=count_attempt)
     session.commit()
-    if status is JobStatus.QUEUED:
+    if status is JobStatus.QUEUED and ring:
         broker.ring(job_id, settings)
     return status
 
