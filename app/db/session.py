@@ -4,6 +4,8 @@ SQLite is tuned for several processes on one host (web, worker, training child):
 block the writer, a busy timeout so a writer waits instead of failing, and BEGIN IMMEDIATE so a
 transaction that reads and then writes takes the write lock up front; with SQLite's default deferred
 BEGIN such a transaction can fail with "database is locked" at once, whatever the timeout.
+The price: on SQLite any open transaction, even a read, holds the write lock, so keep sessions short
+(one per request, callback or service call) and never hold one open across slow work.
 """
 
 from __future__ import annotations
