@@ -1,0 +1,149 @@
+"""Every sentence the studio's pages show, in one place (layout and callbacks refer to these names).
+
+Kept apart from the page modules so wording can be reviewed, changed or translated without touching
+layout or logic. Placeholders use str.format names.
+"""
+
+from __future__ import annotations
+
+APP_TITLE = "PEFT Studio"
+APP_TAGLINE = "Fine-tune open models with adapters — no code, nothing leaves your machine."
+
+# --- navigation ----------------------------------------------------------------------------------
+NAV_RUNS = "Runs"
+NAV_NEW = "New run"
+NAV_RUN = "Run"
+
+# --- statuses ------------------------------------------------------------------------------------
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+STATUS_FILTER_ALL = "All"
+STATUS_HEADLINES = {
+    "queued": "Waiting to start",
+    "running": "Training",
+    "succeeded": "Finished",
+    "failed": "This run failed",
+    "cancelled": "Cancelled",
+}
+
+# --- new run -------------------------------------------------------------------------------------
+NEW_TITLE = "Start a new run"
+NEW_SUBTITLE = "Choose a base model, your data and a method. The summary on the right updates as you go."
+NEW_CLONED_FROM = "Settings copied from run #{id} — change anything, then start."
+SECTION_MODEL = "1 · Base model"
+SECTION_DATA = "2 · Training data"
+SECTION_METHOD = "3 · Method"
+SECTION_TRAINING = "4 · Training"
+SECTION_SUMMARY = "Summary"
+RUN_NAME_LABEL = "Run name"
+RUN_NAME_PLACEHOLDER = "Optional — e.g. “support bot, r=16”"
+MODEL_LABEL = "Base model"
+MODEL_INFO = "Pick a suggested model, or type any Hugging Face model id (org/name) or a folder on the server."
+DATA_SOURCE_LABEL = "Data source"
+DATA_DEMO = "Built-in demo dataset (offline, 640 chat examples)"
+DATA_UPLOAD = "Upload a JSONL file"
+DATA_UPLOAD_LABEL = "JSONL file"
+DATA_UPLOAD_HINT = (
+    "One JSON object per line: {\"messages\": [{\"role\": \"user\", ...}, {\"role\": \"assistant\", ...}]}, "
+    "{\"prompt\": ..., \"completion\": ...} or {\"text\": ...}."
+)
+DATA_UPLOADED = "✓ **{name}** — {rows:,} rows ({columns})"
+DATA_FROM_CLONE = "✓ Using the file of the copied run: `{path}`"
+DATA_UPLOAD_FAILED = "This file cannot be used yet:"
+DATA_NEED_FILE = "Upload a JSONL file, or switch back to the demo dataset."
+METHOD_LABEL = "Method"
+ADVANCED_METHOD = "Advanced {method} settings"
+ADVANCED_TRAINING = "Advanced training settings"
+MODULES_DEFAULT_HINT = "Leave empty for the model's usual targets; “all-linear” adapts every linear layer."
+JSON_FIELD_HINT = "JSON, e.g. {example}. Leave empty for the default."
+START = "Start training"
+STARTING = "Starting…"
+ESTIMATE_ROUGH = "Rough estimate, before the run"
+ESTIMATE_TRAINABLE = "Trainable parameters"
+ESTIMATE_OF_TOTAL = "{pct} of {total}"
+ESTIMATE_STEPS = "Optimizer steps"
+ESTIMATE_STEPS_DETAIL = "{per_epoch} per epoch × {epochs} epochs · {rows:,} training rows"
+ESTIMATE_STEPS_MAX = "fixed by max steps · {rows} training rows"
+ESTIMATE_MEMORY = "GPU memory"
+ESTIMATE_MEMORY_PARTS = "weights {weights} · adapter + optimizer {adapter} · activations {acts}"
+ESTIMATE_UNKNOWN = "—"
+ESTIMATE_LAYERS = "{layers} adapted layers"
+PROBLEMS_TITLE = "Fix these before starting:"
+INVALID_NUMBER = "enter a number"
+INVALID_WHOLE = "enter a whole number"
+INVALID_JSON = "not valid JSON ({error})"
+
+# --- runs ----------------------------------------------------------------------------------------
+RUNS_TITLE = "Runs"
+RUNS_SUBTITLE = "Every run the studio knows about. They keep going if you close this tab."
+RUNS_EMPTY = "No runs yet."
+RUNS_EMPTY_FILTERED = "No {status} runs."
+RUNS_EMPTY_CTA = "Start your first run"
+RUNS_FILTER = "Show"
+RUNS_COLUMNS = ("Run", "Status", "Progress", "Loss", "Created", "Duration", "")
+ACTION_OPEN = "Open"
+ACTION_CLONE = "Clone"
+ACTION_CANCEL = "Cancel"
+ACTION_DELETE = "Delete"
+CONFIRM_DELETE = "Delete run #{id} “{name}”? Its metrics and files (adapter, checkpoints) are removed for good."
+CONFIRM_DELETE_YES = "Delete run"
+CONFIRM_DELETE_NO = "Keep it"
+DELETED = "Run #{id} deleted."
+CANCEL_REQUESTED = "Run #{id}: {message}"
+TILE_RUNNING = "Running"
+TILE_QUEUED = "Queued"
+TILE_SUCCEEDED = "Succeeded"
+TILE_FAILED = "Failed"
+NEW_RUN_BUTTON = "+ New run"
+
+# --- run detail ----------------------------------------------------------------------------------
+RUN_PICK = "Open a run"
+RUN_PICK_INFO = "Or click a run on the Runs page."
+RUN_NOT_FOUND = "There is no run #{id}. It may have been deleted."
+RUN_NONE = "No run selected."
+WHAT_TO_TRY = "What to try next"
+PROGRESS_STEPS = "Step {step:,} of {total:,}"
+PROGRESS_STEP = "Step {step:,}"
+PROGRESS_WAITING = "Waiting for the first step"
+PROGRESS_ETA = "about {eta} left"
+PROGRESS_ELAPSED = "{elapsed} elapsed"
+PROGRESS_TOOK = "took {elapsed}"
+PROGRESS_ATTEMPT = "attempt {attempt} of {max}"
+TILE_LOSS = "Train loss"
+TILE_EVAL_LOSS = "Eval loss"
+TILE_LR = "Learning rate"
+TILE_SPEED = "Tokens / s"
+CHART_LOSS = "Loss"
+CHART_LR = "Learning rate"
+CHART_WAITING = "The chart fills in as training reports its first steps."
+SERIES_TRAIN = "train"
+SERIES_EVAL = "eval"
+TAB_CONFIG = "Configuration"
+TAB_LOG = "Log"
+TAB_ARTIFACTS = "Artifacts"
+CONFIG_MODEL_DATA = "Model and data"
+CONFIG_METHOD = "Method"
+CONFIG_TRAINING = "Training"
+CONFIG_DATASET_DEMO = "built-in demo dataset"
+CONFIG_SHOW_JSON = "Show as JSON (for the API or `peft-studio submit`)"
+LOG_EMPTY = "No log lines yet."
+LOG_LABEL = "Last lines of the training log"
+ARTIFACTS_EMPTY = "Nothing yet: the adapter appears here when the run succeeds."
+ARTIFACT_KINDS = {
+    "adapter": "Adapter (PEFT format)",
+    "checkpoint": "Checkpoint",
+    "merged": "Merged model",
+    "bundle": "Bundle",
+    "hub_push": "Published on the Hub",
+}
+DOWNLOAD_ADAPTER = "⬇ Download adapter (zip)"
+DOWNLOAD = "Download"
+CANCEL_RUN = "Cancel run"
+CLONE_RUN = "Clone into a new run"
+CANCELLED_BY_YOU = "Cancel requested — the run stops after its current step."
+CANCEL_NOT_POSSIBLE = "This run has already finished."
