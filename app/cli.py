@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker.start()
     print(f"PEFT Studio on http://{args.host or settings.host}:{args.port or settings.port} (data in {settings.data_dir})", flush=True)
     try:
-        uvicorn.run("app.api.main:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
+        uvicorn.run("app.server:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
                     log_level=settings.log_level.lower())
     finally:
         if worker:

@@ -1,4 +1,4 @@
-"""The web application: `uvicorn --factory app.api.main:create_app` (what `peft-studio run` serves).
+"""The REST API alone (one router per routes module); app.server mounts the studio UI on it for `peft-studio run`.
 
 Never imports torch, transformers or the worker package: it only reads and writes rows and rings
 the broker, so it starts fast and stays small.
