@@ -14,6 +14,7 @@ shared/reference/reliability.md (Gradio section):
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     blocked = [settings.jobs_dir, settings.broker_dir, settings.data_dir / "uploads"]
     if settings.uses_sqlite:
         blocked.append(settings.data_dir / "studio.db")
+    # Gradio warns that SSR is off for multipage apps even when it was asked to be off.
+    warnings.filterwarnings("ignore", message="SSR mode is not supported with multi-page apps")
     return gr.mount_gradio_app(
         api,
         demo,
