@@ -66,6 +66,10 @@ class EmbeddedWorker:
                 self.proc.kill()
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -75,6 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if worker:
         worker.start()
     print(f"PEFT Studio on http://{args.host or settings.host}:{args.port or settings.port} (data in {settings.data_dir})", flush=True)
+    # uvicorn handles SIGTERM, then raises it again once it has shut down; with the default action that
+    # would kill this process before the embedded worker is stopped, so turn it into a normal exit.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run("app.server:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
                     log_level=settings.log_level.lower())
