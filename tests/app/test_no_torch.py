@@ -1,11 +1,11 @@
-"""The web process (and the worker's parent) never import torch or transformers: fast start, small memory."""
+"""The web process (app.server: API + UI) and the worker's parent never import torch or transformers."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-WEB_AND_WORKER_PARENT = ("app.api.main", "app.cli", "worker.tasks", "worker.supervisor")
+WEB_AND_WORKER_PARENT = ("app.server", "app.api.main", "app.cli", "worker.tasks", "worker.supervisor")
 
 
 def test_web_and_worker_parent_import_without_torch(tmp_path):
@@ -13,7 +13,7 @@ def test_web_and_worker_parent_import_without_torch(tmp_path):
         f"import importlib, sys\n"
         f"for name in {WEB_AND_WORKER_PARENT!r}:\n"
         "    importlib.import_module(name)\n"
-        "from app.api.main import create_app\n"
+        "from app.server import create_app\n"
         "create_app()\n"
         "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
