@@ -40,6 +40,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder = settings.broker_dir / "messages"
         folder.mkdir(parents=True, exist_ok=True)
         (settings.broker_dir / "control").mkdir(parents=True, exist_ok=True)
+        config["broker_url"] = "filesystem://localhost//"  # the host is unused; naming it silences kombu's warning
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
