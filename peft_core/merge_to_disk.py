@@ -209,7 +209,9 @@ def write_safetensors_streaming(
             tensor = produce(key).to(_DTYPES[dtype]).contiguous()
             if list(tensor.shape) != list(shape):
                 raise CheckpointError(f"merged {key} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
-            fh.write(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            if tensor.numel():
+                fh.write(tensor.reshape(-1).view(torch.uint8).numpy().data)  # no extra copy of the bytes
+            del tensor
     os.replace(tmp, path)
     return offset
 
