@@ -27,7 +27,7 @@ from app.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SPARK_POINTS = 40
-RATE_WINDOW = 20  # recent metric rows used for the step rate behind the ETA
+RATE_WINDOW = 200  # recent metric rows behind the ETA (rows arrive in batches sharing one timestamp)
 
 
 @dataclass
@@ -91,9 +91,10 @@ def _seconds_per_step(session: Session, job_id: int) -> float | None:
     if len(rows) < 2:
         return None
     (last_step, last_at), (first_step, first_at) = rows[0], rows[-1]
-    if last_step <= first_step:
-        return None
-    return max((last_at - first_at).total_seconds(), 0.0) / (last_step - first_step)
+    span = (last_at - first_at).total_seconds()
+    if last_step <= first_step or span <= 0:
+        return None  # all in one batch: no rate yet
+    return span / (last_step - first_step)
 
 
 def summarize(session: Session, job: Job, *, with_trace: bool = True) -> RunSummary:

@@ -25,7 +25,7 @@ from app.settings import Settings
 from app.ui import formatting as fmt
 from app.ui import fragments
 from app.ui import strings as S
-from app.ui.schema_form import Field, describe_schema, read_form, widget
+from app.ui.schema_form import Field, describe_schema, info_for, read_form, widget
 
 FIELDS_PER_ROW = 3
 NAVIGATE_TO_RUN = "(runId) => { if (runId) { window.location.assign('run?run=' + runId); } }"
@@ -133,7 +133,7 @@ def _readable(problem: str, labels: dict[str, str]) -> str:
 def _field_update(field: Field, problem: str | None) -> dict[str, Any]:
     if problem:
         return gr.update(info=f"⚠ {problem}", elem_classes=["ps-field", "ps-invalid"])
-    return gr.update(info=field.help, elem_classes=["ps-field"])
+    return gr.update(info=info_for(field), elem_classes=["ps-field"])
 
 
 # --- layout --------------------------------------------------------------------------------------------
@@ -169,7 +169,10 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
 
     gr.HTML(fragments.page_header(S.NEW_TITLE, S.NEW_SUBTITLE))
     cloned_note = gr.HTML(visible=False)
-    prefill = gr.State(None)
+    prefill = gr.State(None)  # the cloned run's spec, if any
+    # What the method form shows: {"peft_type", "prefill"}. The form re-renders only when this changes,
+    # once per page load or method switch (two renders in a row would orphan the first one's listeners).
+    form_key = gr.State(None)
     upload_state = gr.State(None)
     new_run_id = gr.Textbox(visible=False, elem_id="ps-new-run-id")
 
@@ -214,28 +217,33 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         return read_form(training_fields, raws, "training")
 
     # Before the method form is (re)rendered its fields hold the defaults or the cloned values.
-    def summary_from_defaults(model_v: str, name_v: str, source_v: str, upload_v: Any, peft_type: str, prefill_v: Any, *training_raws: Any) -> str:
+    def summary_from_defaults(model_v: str, name_v: str, source_v: str, upload_v: Any, key: Any, *training_raws: Any) -> str:
+        if not key:
+            return gr.skip()
+        peft_type, prefill_v = key["peft_type"], key["prefill"]
         training_values, _ = read_training(list(training_raws))
         spec, _ = assemble(model=model_v, name=name_v, source=source_v, upload=upload_v, peft_type=peft_type,
                            method_values=_defaults_for(peft_type, prefill_v), training_values=training_values)
         return summary_html(spec, upload_v)
 
-    gr.on(
-        [method.change, prefill.change],
+    form_key.change(
         summary_from_defaults,
-        inputs=[*static_inputs, method, prefill, *training_widgets],
+        inputs=[*static_inputs, form_key, *training_widgets],
         outputs=summary,
         preprocess=False,
         show_progress="hidden",
     )
-    method.change(lambda m: descriptions.get(m, ""), method, method_note, show_progress="hidden")
+    method.change(
+        lambda m, p: (descriptions.get(m, ""), {"peft_type": m, "prefill": p}), [method, prefill], [method_note, form_key], show_progress="hidden"
+    )
 
     with method_area:
 
-        @gr.render(inputs=[method, prefill], triggers=[method.change, prefill.change, demo.load])
-        def method_form(peft_type: str, prefill_v: dict[str, Any] | None) -> None:
-            if not peft_type:
+        @gr.render(inputs=[form_key], triggers=[form_key.change])
+        def method_form(key: dict[str, Any] | None) -> None:
+            if not key:
                 return
+            peft_type, prefill_v = key["peft_type"], key["prefill"]
             fields = _method_fields(peft_type)
             title = next((m.title for m in method_infos if m.peft_type == peft_type), peft_type)
             pairs = _form_fields(fields, _defaults_for(peft_type, prefill_v), S.ADVANCED_METHOD.format(method=title), None)
@@ -335,8 +343,9 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             except jobs.JobNotFound:
                 spec = None
         if spec is None:
-            return [gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip(), gr.skip(), None,
-                    *[gr.skip() for _ in training_widgets]]
+            default_method = method_infos[0].peft_type
+            return [gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip(), default_method, None,
+                    {"peft_type": default_method, "prefill": None}, *[gr.skip() for _ in training_widgets]]
         dataset = spec.get("dataset") or {}
         upload_v = None
         if dataset.get("source") == "jsonl" and dataset.get("path"):
@@ -354,19 +363,14 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             gr.update(visible=bool(upload_v), value=_upload_note(upload_v) if upload_v else S.DATA_UPLOAD_HINT),
             peft_type,
             spec,
+            {"peft_type": peft_type, "prefill": spec},
             *[training.get(f.name, f.default) for f in training_fields],
         ]
 
     demo.load(
         on_load,
         None,
-        [cloned_note, model, name, source, upload_state, upload, upload_note, method, prefill, *training_widgets],
-        show_progress="hidden",
-    ).then(
-        summary_from_defaults,
-        inputs=[*static_inputs, method, prefill, *training_widgets],
-        outputs=summary,
-        preprocess=False,
+        [cloned_note, model, name, source, upload_state, upload, upload_note, method, prefill, form_key, *training_widgets],
         show_progress="hidden",
     )
 

@@ -77,11 +77,13 @@ def _thin(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def loss_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     train = _thin([{"step": r["step"], "loss": r["loss"], "series": S.SERIES_TRAIN} for r in rows if r["loss"] is not None])
     evals = [{"step": r["step"], "loss": r["eval_loss"], "series": S.SERIES_EVAL} for r in rows if r["eval_loss"] is not None]
-    return pd.DataFrame(train + evals, columns=["step", "loss", "series"])
+    # Explicit dtypes: the chart picks its axis types from the first frame it gets, even an empty one.
+    return pd.DataFrame(train + evals, columns=["step", "loss", "series"]).astype({"step": "int64", "loss": "float64"})
 
 
 def lr_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(_thin([{"step": r["step"], "lr": r["lr"]} for r in rows if r["lr"] is not None]), columns=["step", "lr"])
+    frame = pd.DataFrame(_thin([{"step": r["step"], "lr": r["lr"]} for r in rows if r["lr"] is not None]), columns=["step", "lr"])
+    return frame.astype({"step": "int64", "lr": "float64"})
 
 
 # --- HTML parts ----------------------------------------------------------------------------------

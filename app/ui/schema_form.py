@@ -29,7 +29,7 @@ from app.ui import strings as S
 
 Kind = Literal["choice", "bool", "int", "float", "text", "modules", "loose", "json"]
 MODULE_SUGGESTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-WORDS = {"lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "lr": "LR", "eval": "eval", "ia3": "IA³"}
+WORDS = {"r": "Rank (r)", "lora": "LoRA", "dora": "DoRA", "rslora": "rsLoRA", "lr": "LR", "eval": "eval", "ia3": "IA³"}
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,22 @@ def _text_of(field: Field, value: Any) -> str:
     return str(value)
 
 
+def info_for(field: Field) -> str:
+    """The help line under a widget: the schema's help, plus how to fill the less obvious kinds."""
+    if field.kind == "modules" and field.offers_all_linear:
+        return f"{field.help} {S.MODULES_DEFAULT_HINT}"
+    if field.kind == "json":
+        return f"{field.help} {S.JSON_FIELD_HINT.format(example=_json_example(field))}"
+    return field.help
+
+
+def _json_example(field: Field) -> str:
+    return '{"q_proj": 16}' if isinstance(field.default, dict) else "[0, 1, 2]"
+
+
 def widget(field: Field, value: Any, *, key: str | None = None) -> gr.components.Component:
     """The widget for `field` showing `value` (the default when the form is new)."""
-    info = field.help
-    common: dict[str, Any] = {"label": field.label, "info": info, "key": key, "elem_classes": ["ps-field"]}
+    common: dict[str, Any] = {"label": field.label, "info": info_for(field), "key": key, "elem_classes": ["ps-field"]}
     if field.kind == "choice":
         choices = [(_choice_label(c), _choice_label(c)) for c in field.choices]
         if field.optional:
@@ -138,12 +150,9 @@ def widget(field: Field, value: Any, *, key: str | None = None) -> gr.components
             shown = [value]
         else:
             shown = list(value or [])
-        common["info"] = f"{info} {S.MODULES_DEFAULT_HINT if field.offers_all_linear else ''}".strip()
         return gr.Dropdown(choices=suggestions, value=shown, multiselect=True, allow_custom_value=True, **common)
     if field.kind == "json":
-        example = '{"q_proj": 16}' if isinstance(field.default, dict) else "[0, 1, 2]"
-        common["info"] = f"{info} {S.JSON_FIELD_HINT.format(example=example)}"
-        return gr.Textbox(value=_text_of(field, value), placeholder=example, max_lines=4, **common)
+        return gr.Textbox(value=_text_of(field, value), placeholder=_json_example(field), max_lines=4, **common)
     return gr.Textbox(value=_text_of(field, value), placeholder="default" if field.optional else None, max_lines=1, **common)
 
 
