@@ -7,6 +7,8 @@ layouts:
     linear     (out_features, in_features)            nn.Linear, transformers Conv1D, quantized linears
     conv       (out_channels, in_channels/groups, *k) nn.Conv1d/2d/3d
     embedding  (num_embeddings, embedding_dim)        nn.Embedding
+    module     (no weight algebra)                    any module, for methods that declare this kind
+                                                      (LN tuning tunes a copy of the whole module)
 
 transformers' Conv1D stores its weight transposed (in, out); its view transposes on read and write, so
 `fan_in_fan_out` is a property of the base layer and tuners never branch on it. Quantized layers
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .errors import UnsupportedLayerError
 
@@ -76,6 +79,15 @@ class BaseLayerView:
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.module(x, *args, **kwargs)
 
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the weight in canonical layout (what get_weight returns), known without dequantizing."""
+        return (self.out_features, self.in_features)
+
+    def apply_weight(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer's operation with `weight` (canonical layout) in place of its own weight."""
+        return F.linear(x, weight, bias)
+
     def dense_module(self, dtype: torch.dtype | None = None) -> nn.Module:
         """A full-precision module computing the same function (quantized views dequantize)."""
         return self.module
@@ -124,6 +136,13 @@ class ConvView(BaseLayerView):
     def out_features(self) -> int:
         return self.module.out_channels
 
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features // self.module.groups, *self.module.kernel_size)
+
+    def apply_weight(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return self.module._conv_forward(x, weight, bias)  # honours stride, padding (and its mode), groups
+
 
 class EmbeddingView(BaseLayerView):
     kind = "embedding"
@@ -136,8 +155,35 @@ class EmbeddingView(BaseLayerView):
     def out_features(self) -> int:
         return self.module.embedding_dim
 
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.in_features, self.out_features)
+
+    def apply_weight(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        m = self.module
+        return F.embedding(x, weight, m.padding_idx, m.max_norm, m.norm_type, m.scale_grad_by_freq, m.sparse)
+
     def set_bias(self, bias: torch.Tensor) -> None:
         raise UnsupportedLayerError("an Embedding has no bias to merge into")
+
+
+class ModuleView(BaseLayerView):
+    """Any module, seen whole: where it lives and in which dtype, but no weight algebra. The tuner model
+    falls back to it only for methods that declare the kind "module" (LN tuning adapts norm layers)."""
+
+    kind = "module"
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [*self.module.parameters(), *self.module.buffers()]
+
+    @property
+    def device(self) -> torch.device:
+        tensors = self._tensors()
+        return tensors[0].device if tensors else torch.device("cpu")
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return next((t.dtype for t in self._tensors() if t.is_floating_point()), torch.float32)
 
 
 _VIEWS: list[tuple[type[nn.Module], type[BaseLayerView]]] = []

@@ -311,8 +311,12 @@ class PeftConfig(Schema):
 
 
 @dataclass
-class AdapterConfig(PeftConfig):
-    """Fields of every method that injects layers into the model: what to target and what else to train."""
+class TargetingConfig(PeftConfig):
+    """Fields of every method that injects layers into the model: what to target and what else to train.
+
+    Methods whose peft config has no layer selection (IA3, LN tuning) subclass this directly, so their
+    adapter_config.json carries exactly peft's fields; the others subclass `AdapterConfig`.
+    """
 
     target_modules: list[str] | str | None = option(
         None,
@@ -324,17 +328,9 @@ class AdapterConfig(PeftConfig):
     modules_to_save: list[str] | None = option(
         None, help="Modules trained fully and saved with the adapter (e.g. a classification head).", advanced=True
     )
-    layers_to_transform: list[int] | int | None = option(
-        None, help="Only adapt these layer indices.", advanced=True
-    )
-    layers_pattern: list[str] | str | None = option(
-        None, help="Name of the layer list (e.g. 'layers', 'h') used with layers_to_transform.", advanced=True
-    )
 
     def extra_checks(self) -> list[str]:
         problems = super().extra_checks()
-        if self.layers_pattern is not None and self.layers_to_transform is None:
-            problems.append("layers_pattern: only meaningful together with layers_to_transform")
         if isinstance(self.target_modules, list) and not self.target_modules and not self._allows_empty_targets():
             problems.append("target_modules: the list is empty; name at least one module or use 'all-linear'")
         for name in ("target_modules", "exclude_modules"):
@@ -348,3 +344,21 @@ class AdapterConfig(PeftConfig):
 
     def _allows_empty_targets(self) -> bool:
         return False
+
+
+@dataclass
+class AdapterConfig(TargetingConfig):
+    """Targeting plus layer selection (`layers_to_transform`), as most adapter methods have it."""
+
+    layers_to_transform: list[int] | int | None = option(
+        None, help="Only adapt these layer indices.", advanced=True
+    )
+    layers_pattern: list[str] | str | None = option(
+        None, help="Name of the layer list (e.g. 'layers', 'h') used with layers_to_transform.", advanced=True
+    )
+
+    def extra_checks(self) -> list[str]:
+        problems = super().extra_checks()
+        if self.layers_pattern is not None and self.layers_to_transform is None:
+            problems.append("layers_pattern: only meaningful together with layers_to_transform")
+        return problems

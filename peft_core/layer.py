@@ -5,8 +5,15 @@ An adapter layer replaces a targeted module and keeps it as `base_layer`. A tune
     adapter_params    names of its per-adapter containers (nn.ModuleDict / nn.ParameterDict), trainable
     adapter_settings  names of its per-adapter plain dicts (rank, scaling, ...), not saved as tensors
 
-and implements `create_adapter`, `adapter_forward` and either `delta_weight` (additive methods) or
-`merged_weight`/`unmerged_weight`. Everything else (several named adapters, activation, disabling,
+and implements `create_adapter`, the forward hooks it needs and either `delta_weight` (additive methods)
+or `merged_weight`/`unmerged_weight` (multiplicative ones, with `merged_bias`/`unmerged_bias` when the
+bias changes too). The forward pass runs, for the active adapters,
+
+    x' = adapter_input(x)            input-side methods (IA3 feed-forward scaling, OFT/BOFT rotations)
+    y  = base_forward(x')            the frozen layer (a tuner that replaces the module overrides it)
+    y  = adapter_forward(x, y)       output-side methods (LoRA, LoHa, LoKr: add; IA3: scale)
+
+Everything else (several named adapters, activation, disabling,
 deletion, merge/unmerge with safe-merge, trainability, checkpoint keys) lives here and in the tuner
 model, once, and is driven by those declarations.
 """
@@ -26,6 +33,9 @@ from .errors import AdapterNotFoundError, MergeError
 class AdapterLayer(nn.Module):
     adapter_params: ClassVar[tuple[str, ...]] = ()
     adapter_settings: ClassVar[tuple[str, ...]] = ()
+    # Float adapter tensors are kept in float32 over half-precision bases (they train poorly in half);
+    # a tuner whose adapter is a copy of the base module (LN tuning) keeps the base's dtype instead.
+    upcast_half_adapters: ClassVar[bool] = True
 
     def __init__(self, base_layer: nn.Module, view: BaseLayerView):
         super().__init__()
@@ -52,9 +62,19 @@ class AdapterLayer(nn.Module):
         """Create the adapter's tensors in the declared containers (tuner-specific)."""
         raise NotImplementedError(f"{type(self).__name__} must implement create_adapter")
 
+    def adapter_input(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        """The input the base layer should see with this adapter active (identity unless overridden)."""
+        return x
+
+    def base_forward(self, adapter_names: list[str], x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The frozen layer's output with these adapters active; overridden by tuners that replace the
+        module (LN tuning) or must compute with a transformed weight (OFT/BOFT on convolutions)."""
+        return self.base_layer(x, *args, **kwargs)
+
     def adapter_forward(self, adapter_name: str, x: torch.Tensor, result: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Return `result` (the running output) with this adapter's contribution applied."""
-        raise NotImplementedError(f"{type(self).__name__} must implement adapter_forward")
+        """Return `result` (the running output) with this adapter's contribution applied (identity unless
+        overridden); `x` is the layer's original input."""
+        return result
 
     def delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The additive weight update in canonical layout (for methods that merge by addition)."""
@@ -69,6 +89,18 @@ class AdapterLayer(nn.Module):
 
     def unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         return weight - self.delta_weight(adapter_name).to(weight.dtype)
+
+    def merged_bias(self, adapter_name: str, bias: torch.Tensor | None) -> torch.Tensor | None:
+        """The bias after merging (float32), or None to leave it as it is."""
+        delta = self.delta_bias(adapter_name)
+        if delta is None:
+            return None
+        return delta.float() if bias is None else bias + delta.float()
+
+    def unmerged_bias(self, adapter_name: str, bias: torch.Tensor | None) -> torch.Tensor | None:
+        """The bias after unmerging (float32), or None to leave it as it is."""
+        delta = self.delta_bias(adapter_name)
+        return None if delta is None or bias is None else bias - delta.float()
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -117,7 +149,8 @@ class AdapterLayer(nn.Module):
         base computes in float32 or float64 (adapters in half precision train poorly)."""
         device = self.view.device
         base_dtype = self.view.compute_dtype
-        dtype = base_dtype if base_dtype in (torch.float32, torch.float64) else torch.float32
+        keep = base_dtype in (torch.float32, torch.float64) or not self.upcast_half_adapters
+        dtype = base_dtype if keep else torch.float32
         for p in self.adapter_parameters(adapter_name).values():
             if p.is_floating_point():
                 p.data = p.data.to(device=device, dtype=dtype)
@@ -156,10 +189,13 @@ class AdapterLayer(nn.Module):
             return self.base_layer(x, *args, **kwargs)
         if self.merged_adapters:
             return self.base_layer(x, *args, **kwargs)
-        result = self.base_layer(x, *args, **kwargs)
-        for name in self.active_adapters:
-            if name in self.adapter_names:
-                result = self.adapter_forward(name, x, result, *args, **kwargs)
+        active = [name for name in self.active_adapters if name in self.adapter_names]
+        x_in = x
+        for name in reversed(active):  # like merged weights W·R1·R2: the last adapter meets the input first
+            x_in = self.adapter_input(name, x_in)
+        result = self.base_forward(active, x_in, *args, **kwargs)
+        for name in active:
+            result = self.adapter_forward(name, x, result, *args, **kwargs)
         return result
 
     # ------------------------------------------------------------------ merge
@@ -168,14 +204,40 @@ class AdapterLayer(nn.Module):
     def merged(self) -> bool:
         return bool(self.merged_adapters)
 
+    def _work_weight(self) -> torch.Tensor:
+        """The base weight from the view, in float32 when it is stored in half precision."""
+        weight = self.view.get_weight()
+        return weight.float() if weight.dtype in (torch.float16, torch.bfloat16) else weight
+
+    def _bias_float(self) -> torch.Tensor | None:
+        bias = self.view.bias
+        return None if bias is None else bias.detach().float()
+
+    def merged_tensors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias or None) the base layer would hold with this adapter merged; nothing is written."""
+        return self.merged_weight(adapter_name, self._work_weight()), self.merged_bias(adapter_name, self._bias_float())
+
     def merge_is_finite(self, adapter_name: str) -> bool:
         """Whether merging this adapter would keep weight and bias finite (computed, nothing written):
         the tuner model asks every layer before merging any, so safe_merge is all-or-nothing."""
-        weight = self.view.get_weight()
-        work_dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
-        delta_b = self.delta_bias(adapter_name)
-        finite = bool(torch.isfinite(self.merged_weight(adapter_name, weight.to(work_dtype))).all())
-        return finite and (delta_b is None or bool(torch.isfinite(delta_b).all()))
+        weight, bias = self.merged_tensors(adapter_name)
+        return bool(torch.isfinite(weight).all()) and (bias is None or bool(torch.isfinite(bias).all()))
+
+    def merge_one(self, adapter_name: str, safe_merge: bool = False) -> None:
+        """Fold one adapter into the base layer through its view (tuners that swap modules override this)."""
+        weight, bias = self.merged_tensors(adapter_name)
+        if safe_merge and not torch.isfinite(weight).all():
+            raise MergeError(f"merging adapter {adapter_name!r} would put NaN or inf into the weights; it was not merged")
+        self.view.set_weight(weight)
+        if bias is not None:
+            self.view.set_bias(bias)
+
+    def unmerge_one(self, adapter_name: str) -> None:
+        """Take one merged adapter back out of the base layer."""
+        self.view.set_weight(self.unmerged_weight(adapter_name, self._work_weight()))
+        bias = self.unmerged_bias(adapter_name, self._bias_float())
+        if bias is not None:
+            self.view.set_bias(bias)
 
     def merge(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Fold adapters into the base weight; with safe_merge, check the result before writing it."""
@@ -191,28 +253,13 @@ class AdapterLayer(nn.Module):
                 raise AdapterNotFoundError(f"no adapter named {name!r} in this layer (has {self.adapter_names})")
             if name in self.merged_adapters:
                 continue
-            weight = self.view.get_weight()
-            work_dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
-            new_weight = self.merged_weight(name, weight.to(work_dtype))
-            delta_b = self.delta_bias(name)
-            if safe_merge and not torch.isfinite(new_weight).all():
-                raise MergeError(f"merging adapter {name!r} would put NaN or inf into the weights; it was not merged")
-            self.view.set_weight(new_weight)
-            if delta_b is not None:
-                base_bias = self.view.bias
-                self.view.set_bias(delta_b if base_bias is None else base_bias.detach().float() + delta_b.float())
+            self.merge_one(name, safe_merge)
             self.merged_adapters.append(name)
 
     def unmerge(self) -> None:
         """Take merged adapters back out of the base weight, last merged first."""
         while self.merged_adapters:
-            name = self.merged_adapters.pop()
-            weight = self.view.get_weight()
-            work_dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
-            self.view.set_weight(self.unmerged_weight(name, weight.to(work_dtype)))
-            delta_b = self.delta_bias(name)
-            if delta_b is not None and self.view.bias is not None:
-                self.view.set_bias(self.view.bias.detach().float() - delta_b.float())
+            self.unmerge_one(self.merged_adapters.pop())
 
     def extra_repr(self) -> str:
         return f"adapters={self.adapter_names}, active={self.active_adapters}, merged={self.merged_adapters}"

@@ -32,7 +32,8 @@ class MethodSpec:
         LAYER_CLASSES: dict[str, type]   view kind ("linear", "conv", "embedding", ...) -> layer class
         after_inject(tuner_model, config, adapter_name)   optional, for extra wrapping (e.g. tokens)
 
-    `default_targets` maps a transformers model_type to target module names.
+    `default_targets` maps a transformers model_type to target module names; `field_defaults` does the
+    same for other config fields left None (IA3's feedforward_modules), keyed by field name.
     """
 
     peft_type: PeftType
@@ -40,6 +41,7 @@ class MethodSpec:
     prefix: str
     layers: str
     default_targets: dict[str, list[str] | str] = field(default_factory=dict)
+    field_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = ""
     can_merge: bool = True
 

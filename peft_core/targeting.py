@@ -80,8 +80,8 @@ def resolve_targets(config, model: nn.Module, skip_prefixes: Iterable[str] = ())
             continue
         if config.exclude_modules is not None and name_matches(name, config.exclude_modules):
             continue
-        if config.layers_to_transform is not None:
-            wanted = config.layers_to_transform
+        wanted = getattr(config, "layers_to_transform", None)  # not every method has layer selection
+        if wanted is not None:
             wanted = [wanted] if isinstance(wanted, int) else wanted
             if layer_index(name, config.layers_pattern) not in wanted:
                 continue
@@ -99,7 +99,7 @@ def _no_match_message(config, model: nn.Module) -> str:
     is_regex = isinstance(targets, str) and targets != ALL_LINEAR
     how = "regex (full match)" if is_regex else "target_modules"
     extra = ""
-    if config.layers_to_transform is not None:
+    if getattr(config, "layers_to_transform", None) is not None:
         extra = f" within layers {config.layers_to_transform} (layers_pattern {config.layers_pattern!r})"
     if config.exclude_modules is not None:
         extra += f" after excluding {config.exclude_modules!r}"

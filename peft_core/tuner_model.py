@@ -9,6 +9,7 @@ as `.model`, so inside a PeftModel parameter names start with `base_model.model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch.nn as nn
 
 from .auxiliary import ModulesToSaveWrapper
-from .base_layers import view_for
+from .base_layers import ModuleView, view_for
 from .config import AdapterConfig, PeftConfig
 from .errors import AdapterNotFoundError, ConfigError, MergeError, UnsupportedLayerError
 from .layer import AdapterLayer
@@ -79,6 +80,17 @@ class TunerModel(nn.Module):
                     ],
                 )
             config.target_modules = default
+        model_type = getattr(getattr(self.model, "config", None), "model_type", None)
+        for name, table in spec.field_defaults.items():
+            if getattr(config, name) is None:
+                value = default_targets_for(self.model, table)
+                if value is None:
+                    help_line = next(f.metadata.get("help", "") for f in dataclasses.fields(config) if f.name == name)
+                    raise ConfigError(
+                        type(config).__name__,
+                        [f"{name}: not set, and there is no default for model type {model_type!r}; set it ({help_line})"],
+                    )
+                setattr(config, name, value)
         return config
 
     def inject_adapter(self, config: PeftConfig, adapter_name: str) -> None:
@@ -126,6 +138,8 @@ class TunerModel(nn.Module):
             module.add_adapter(adapter_name, config, target_name=name, model=self.model)
             return
         view = view_for(module)
+        if (view is None or view.kind not in spec.layer_classes) and "module" in spec.layer_classes:
+            view = ModuleView(module)  # methods that adapt whole modules (LN tuning) take any module
         layer_cls = spec.layer_classes.get(view.kind) if view is not None else None
         if layer_cls is None:
             kinds = ", ".join(sorted(spec.layer_classes))
