@@ -11,6 +11,7 @@ map and inverts it, so save and load are symmetric for every tuner:
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from typing import Any
@@ -22,12 +23,13 @@ from .auxiliary import ModulesToSaveWrapper
 from .errors import CheckpointError
 from .hub import resolve_file
 from .layer import AdapterLayer
+from .targeting import ALL_LINEAR, name_matches
 from .tuner_model import adapter_modules
 
 SAFETENSORS_NAME = "adapter_model.safetensors"
 WEIGHTS_NAME = "adapter_model.bin"
 PEFT_PREFIX = "base_model.model."
-EMBEDDING_NAMES = ("embed_tokens", "lm_head", "wte", "word_embeddings", "embed_in", "embed_out", "shared")
+FALLBACK_EMBEDDING_NAMES = ("embed_tokens", "lm_head")  # peft's names, for models that cannot say which
 
 
 def strip_adapter_name(local_key: str, adapter_name: str, module: nn.Module) -> str:
@@ -73,12 +75,8 @@ def adapter_tensor_map(model: nn.Module, adapter_name: str = "default", save_emb
         for mod_name, module in adapter_modules(model):
             if isinstance(module, AdapterLayer) and adapter_name in module.adapter_names and getattr(module.base_layer, "bias", None) is not None:
                 out[f"{mod_name}.base_layer.bias"] = module.base_layer.bias
-    if _wants_embeddings(config, save_embedding_layers, model):
-        for name, p in params.items():
-            leaf = name.split(".")
-            if any(part in EMBEDDING_NAMES for part in leaf) and name.endswith("weight") and p.ndim == 2 and "lora_" not in name:
-                if not any(name.startswith(k.rsplit(".", 1)[0] + ".") for k in out if "token_adapter" in k):
-                    out.setdefault(name, p)
+    for key, weight in embedding_tensors(model, adapter_name, config, save_embedding_layers).items():
+        out.setdefault(key, weight)
     return out
 
 
@@ -95,26 +93,130 @@ def _all_adapter_names(model: nn.Module) -> list[str]:
     return []
 
 
-def _wants_embeddings(config: Any, save_embedding_layers: bool | str, model: nn.Module) -> bool:
-    """'auto': save full embedding weights when an embedding layer is itself a target (qualified names
-    included) or the vocabulary was resized relative to the base config found locally; never asks the Hub."""
-    if save_embedding_layers is True:
-        return True
-    if save_embedding_layers is False or config is None:
-        return False
-    targets = getattr(config, "target_modules", None)
-    if isinstance(targets, (list, set)) and any(t.split(".")[-1] in ("embed_tokens", "lm_head") for t in targets):
-        return True
-    base_path = getattr(config, "base_model_name_or_path", None)
-    model_config = getattr(model, "config", None)
-    vocab = getattr(model_config, "vocab_size", None)
-    if base_path and vocab is not None and os.path.isfile(os.path.join(base_path, "config.json")):
-        import json
+def embedding_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's input and output embedding modules by name, found from its structure.
 
-        with open(os.path.join(base_path, "config.json"), encoding="utf-8") as fh:
-            base_vocab = json.load(fh).get("vocab_size")
-        return base_vocab is not None and base_vocab != vocab
-    return False
+    transformers models say which modules they are (get_input_embeddings / get_output_embeddings); where
+    an adapter layer wraps one, the wrapper's name is given. Models that cannot say fall back to the
+    names embed_tokens and lm_head.
+    """
+    wanted: list[nn.Module] = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        try:
+            found = getattr(model, getter)()
+        except (AttributeError, NotImplementedError, TypeError):
+            continue
+        if isinstance(found, nn.Module):
+            wanted.append(found)
+    layers: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(f"{outer}.") for outer in layers):
+            continue
+        chain = [module]
+        while isinstance(chain[-1], AdapterLayer):
+            chain.append(chain[-1].base_layer)
+        if any(m is w for m in chain for w in wanted) or (not wanted and name.split(".")[-1] in FALLBACK_EMBEDDING_NAMES):
+            layers[name] = module
+    return layers
+
+
+def _embedding_weight(name: str, module: nn.Module) -> tuple[str, torch.Tensor] | None:
+    """(key, tensor) of the full weight under an embedding module: `<p>.weight`, or `<p>.base_layer.weight`
+    through each adapter layer wrapping it. A modules_to_save copy is saved on its own already."""
+    if isinstance(module, ModulesToSaveWrapper):
+        return None
+    path = name
+    while isinstance(module, AdapterLayer):
+        module, path = module.base_layer, f"{path}.base_layer"
+    weight = getattr(module, "weight", None)
+    return (f"{path}.weight", weight) if isinstance(weight, nn.Parameter) else None
+
+
+def _targets_embedding(config: Any, name: str, module: nn.Module, adapter_name: str) -> bool:
+    """Whether this adapter adapts the embedding module itself: it is wrapped for this adapter and its
+    name matches target_modules in any form (bare, qualified like "model.embed_tokens", or a regex)."""
+    targets = getattr(config, "target_modules", None)
+    if not getattr(config, "saves_targeted_embeddings", True):  # e.g. trainable tokens: the rows are the adapter
+        return False
+    if not isinstance(module, AdapterLayer) or adapter_name not in module.adapter_names or targets in (None, ALL_LINEAR):
+        return False
+    return name_matches(name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name, targets)
+
+
+def _vocab_size(config: Any) -> int | None:
+    """vocab_size of a transformers config (object or dict), looking into text_config for multimodal ones."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)
+    value = get("vocab_size")
+    if value is None and get("text_config") is not None:
+        return _vocab_size(get("text_config"))
+    return value if isinstance(value, int) else None
+
+
+def _local_base_config(base: str, revision: str | None) -> str | None:
+    """Path of the base model's config.json on this machine (its folder or the Hub cache); never downloads."""
+    candidate = os.path.join(base, "config.json")
+    if os.path.isfile(candidate):
+        return candidate
+    if os.path.isdir(base):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(base, "config.json", revision=revision)
+    except (ImportError, ValueError):  # no huggingface_hub, or not a valid repo id
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _vocab_resized(config: Any, model: nn.Module) -> bool:
+    """Whether the model's vocabulary differs from its base model's, judged from a local config.json only
+    (offline-safe: an air-gapped save must not stall on the Hub, peft issue #3211)."""
+    vocab = _vocab_size(getattr(model, "config", None))
+    base = getattr(config, "base_model_name_or_path", None)
+    if not base or vocab is None:
+        return False
+    path = _local_base_config(base, getattr(config, "revision", None))
+    base_vocab = None
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                base_vocab = _vocab_size(json.load(fh))
+        except (OSError, ValueError):
+            path = None
+    if path is None:
+        warnings.warn(
+            f"save_embedding_layers='auto': no readable config.json of the base model {base!r} on this machine, so "
+            "peft_core cannot tell whether the vocabulary was resized; if it was, pass save_embedding_layers=True "
+            "so the new embedding rows are saved with the adapter",
+            stacklevel=5,
+        )
+        return False
+    return base_vocab is not None and base_vocab != vocab
+
+
+def embedding_tensors(model: nn.Module, adapter_name: str, config: Any, save_embedding_layers: bool | str) -> dict[str, torch.Tensor]:
+    """Full embedding weights saved beside the adapter, as peft's `save_embedding_layers` asks.
+
+    True: the input and output embeddings. "auto": the embeddings this adapter targets (a qualified name
+    counts too, unlike peft 0.21, issue #3585), or both when the vocabulary was resized relative to the
+    base model. False: none.
+    """
+    if save_embedding_layers not in (True, False, "auto"):
+        raise ValueError(f"save_embedding_layers must be True, False or 'auto', got {save_embedding_layers!r}")
+    if save_embedding_layers is False:
+        return {}
+    layers = embedding_layers(model)
+    if save_embedding_layers == "auto":
+        if config is None:
+            return {}
+        if not _vocab_resized(config, model):
+            layers = {n: m for n, m in layers.items() if _targets_embedding(config, n, m, adapter_name)}
+    out: dict[str, torch.Tensor] = {}
+    for name, module in layers.items():
+        found = _embedding_weight(name, module)
+        if found is not None:
+            out[found[0]] = found[1]
+    return out
 
 
 def get_peft_model_state_dict(
@@ -130,7 +232,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
     Accepts keys with or without the `base_model.model.` prefix. Shape mismatches raise, listing all.
     """
     targets = adapter_tensor_map(model, adapter_name, save_embedding_layers=False)
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))  # tied weights load under either name
     has_prefix = any(k.startswith(PEFT_PREFIX) for k in params)
     loaded: set[str] = set()
     unexpected: list[str] = []

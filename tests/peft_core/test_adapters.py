@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -45,17 +44,6 @@ def trainable(model: nn.Module) -> set[str]:
 
 def file_tree(path) -> list[str]:
     return sorted(os.path.relpath(os.path.join(root, f), path) for root, _, files in os.walk(path) for f in files)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test loudly (HF_HUB_OFFLINE should prevent it anyway)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"a test tried to reach the network: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 # ------------------------------------------------------------------------------- several adapters
