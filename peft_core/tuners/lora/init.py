@@ -4,22 +4,27 @@
                    adapter starts as a no-op.
 - "gaussian":      A ~ N(0, 1/r), B = 0 (embeddings as default).
 - False:           A and B random: the adapter changes outputs from step 0 (for tests).
-- "pissa":         PiSSA (Meng et al. 2024, arXiv 2404.02948): A, B from the top-r singular triplets of
-                   W, W replaced by the residual W - s B A. "pissa_niter_K" uses a randomized SVD with K
-                   subspace iterations (much faster on big matrices).
-- "olora":         OLoRA (Büyükakyüz 2024, arXiv 2406.01775): B = Q[:, :r], A = R[:r] of W = QR, W
-                   replaced by W - s B A.
-- "orthogonal":    A and B with mutually orthogonal halves so that B A = 0 while neither is zero
-                   (gradients reach both from step 0); needs an even r.
+- "pissa":         PiSSA (Meng et al. 2024, arXiv 2404.02948): with W = U S V^T and s the LoRA scaling,
+                   A = sqrt(S_r / s) V_r^T (r, in), B = U_r sqrt(S_r / s) (out, r), and W is replaced by the
+                   residual W - s B A. "pissa_niter_K" uses a randomized SVD with K subspace iterations
+                   (much faster on big matrices, approximately the same top-r part).
+- "olora":         OLoRA (Büyükakyüz 2024, arXiv 2406.01775): W = QR, B = Q[:, :r], A = R[:r], W replaced
+                   by W - s B A.
+- "orthogonal":    A's rows and B's columns live in complementary halves of a random orthonormal basis
+                   of R^r, so B A = 0 while neither is zero (gradients reach both from step 0); needs an
+                   even r.
 
-PiSSA and OLoRA change the base weight; that goes through the base-layer view, so it works on any
-layer the view can write back (Linear, Conv1D, quantized).
+The data-driven inits (PiSSA, OLoRA, orthogonal) work on linear layers of any backend the view can read
+and write back (Linear, Conv1D, quantized); as in peft, embeddings keep the default init and convolutions
+are refused. For PiSSA and OLoRA, A and B pass through the base layer's dtype, so in half precision they hold
+exactly the values peft stores; the residual is computed from the float32 factors.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,6 +34,8 @@ from ...errors import UnsupportedLayerError
 
 if TYPE_CHECKING:
     from .layer import LoraLayer
+
+_PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
 
 
 def _a_b(layer: LoraLayer, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,22 +69,35 @@ def init_random(layer: LoraLayer, name: str) -> None:
     """Keep the random values the tensors were created with (nn.Linear / randn defaults)."""
 
 
-def _require_linear(layer: LoraLayer, method: str) -> None:
-    if layer.view.kind != "linear":
-        raise UnsupportedLayerError(f"init_lora_weights={method!r} works on linear layers only, not {type(layer.base_layer).__name__}")
+def _linear_weight(layer: LoraLayer, name: str, method: str) -> torch.Tensor:
+    """The base weight (out, in) in float32 for a data-driven init; refuses what it cannot decompose."""
+    view = layer.view
+    if view.kind != "linear":
+        raise UnsupportedLayerError(
+            f"init_lora_weights={method!r} works on linear layers only, not {type(layer.base_layer).__name__}; "
+            "leave this layer out of target_modules or use init_lora_weights=True"
+        )
+    r, limit = layer.r[name], min(view.out_features, view.in_features)
+    if method != "orthogonal" and r > limit:
+        raise UnsupportedLayerError(
+            f"init_lora_weights={method!r} needs r <= min(out, in) = {limit} for {type(layer.base_layer).__name__} "
+            f"({view.out_features}x{view.in_features}), got r={r}; lower r or set a smaller rank for it in rank_pattern"
+        )
+    return view.get_weight(torch.float32)
 
 
 def _set_residual(layer: LoraLayer, name: str, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Write A and B (rounded through the base dtype, as peft stores them) and W - s B A into the base."""
     pa, pb = _a_b(layer, name)
+    base_dtype = layer.view.compute_dtype
     with torch.no_grad():
-        pa.copy_(a)
-        pb.copy_(b)
-        layer.view.set_weight(weight - layer.scaling[name] * (b @ a))
+        pa.copy_(a.to(base_dtype))
+        pb.copy_(b.to(base_dtype))
+        layer.view.set_weight(weight - (layer.scaling[name] * b) @ a)  # this rounding order is peft's, bit for bit
 
 
 def init_pissa(layer: LoraLayer, name: str, niter: int | None = None) -> None:
-    _require_linear(layer, "pissa")
-    weight = layer.view.get_weight(torch.float32)
+    weight = _linear_weight(layer, name, "pissa" if niter is None else f"pissa_niter_{niter}")
     r, s = layer.r[name], layer.scaling[name]
     if niter is None:
         u, sv, vh = torch.linalg.svd(weight, full_matrices=False)
@@ -90,32 +110,44 @@ def init_pissa(layer: LoraLayer, name: str, niter: int | None = None) -> None:
 
 
 def init_olora(layer: LoraLayer, name: str) -> None:
-    _require_linear(layer, "olora")
-    weight = layer.view.get_weight(torch.float32)
+    weight = _linear_weight(layer, name, "olora")
     r = layer.r[name]
     q, rr = torch.linalg.qr(weight)
     _set_residual(layer, name, weight, rr[:r].contiguous(), q[:, :r].contiguous())
 
 
 def init_orthogonal(layer: LoraLayer, name: str) -> None:
-    _require_linear(layer, "orthogonal")
-    a, b = _a_b(layer, name)
+    """B A = 0 exactly in exact arithmetic: A = L M_a, B = M_b R^T with [L R] orthonormal (r x r).
+
+    M_a ~ N(0, 1/in) and M_b ~ N(0, 1/out) keep |A| and |B| near sqrt(r/2), independent of layer size.
+    """
+    _linear_weight(layer, name, "orthogonal")
     r = layer.r[name]
+    if r % 2:
+        raise UnsupportedLayerError(f"init_lora_weights='orthogonal' needs an even rank, got r={r}; use r={r + 1}")
     half = r // 2
-    basis, _ = torch.linalg.qr(torch.randn(r, r))  # orthonormal columns: first half ⟂ second half
+    basis, _ = torch.linalg.qr(torch.randn(r, r, dtype=torch.float64))
     left, right = basis[:, :half], basis[:, half:]
     in_f, out_f = layer.view.in_features, layer.view.out_features
-    mix_a = torch.randn(half, in_f) / math.sqrt(in_f)
-    mix_b = torch.randn(out_f, half) / math.sqrt(max(r, 1))
-    with torch.no_grad():
-        a.copy_(left @ mix_a)  # rows of A live in span(left)
-        b.copy_(mix_b @ right.T)  # B annihilates span(left): B A = mix_b right^T left mix_a = 0
+    mix_a = torch.randn(half, in_f, dtype=torch.float64) / math.sqrt(in_f)
+    mix_b = torch.randn(out_f, half, dtype=torch.float64) / math.sqrt(out_f)
+    pa, pb = _a_b(layer, name)
+    with torch.no_grad():  # kept in float32: rounding to a half-precision base dtype would break B A = 0
+        pa.copy_(left @ mix_a)
+        pb.copy_(mix_b @ right.T)
 
 
-_PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
+_DATA_DRIVEN = {"pissa", "olora", "orthogonal"}
 
 
 def initialise(layer: LoraLayer, name: str, how: bool | str) -> None:
+    fast = _PISSA_FAST.fullmatch(how) if isinstance(how, str) else None
+    if layer.view.kind == "embedding" and (how in _DATA_DRIVEN or fast):
+        warnings.warn(
+            f"init_lora_weights={how!r} does not apply to Embedding layers; this one gets the default init (as in peft)",
+            stacklevel=2,
+        )
+        how = True
     if how is True:
         init_default(layer, name)
     elif how is False:
@@ -124,11 +156,11 @@ def initialise(layer: LoraLayer, name: str, how: bool | str) -> None:
         init_gaussian(layer, name)
     elif how == "pissa":
         init_pissa(layer, name)
-    elif isinstance(how, str) and (m := _PISSA_FAST.fullmatch(how)):
-        init_pissa(layer, name, niter=int(m.group(1)))
+    elif fast:
+        init_pissa(layer, name, niter=int(fast.group(1)))
     elif how == "olora":
         init_olora(layer, name)
     elif how == "orthogonal":
         init_orthogonal(layer, name)
     else:  # the config validates first; this guards direct layer use
-        raise ValueError(f"unknown init_lora_weights {how!r}")
+        raise ValueError(f"unknown init_lora_weights {how!r}; use True, False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora' or 'orthogonal'")
