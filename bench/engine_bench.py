@@ -4,6 +4,13 @@ One Llama-3.2-1B-shaped model built from a LlamaConfig with random weights (spee
 values), bf16, SDPA attention, LoRA r=16 alpha=32 dropout 0 on all linear layers, fused AdamW lr 2e-4,
 labels = inputs, batch 8 x 2048, with gradient checkpointing off and on. Only the engine changes.
 
+QLoRA arms (`--quant nf4`): the same bf16 model, built on the device, then every linear layer but the
+output head is swapped for a bitsandbytes Linear4bit quantized in memory (nf4, double quant, bf16
+compute: what loading with BitsAndBytesConfig gives, without a checkpoint on disk), and each engine
+runs its own prepare_model_for_kbit_training (freeze, upcast the non-quantized half-precision weights
+to fp32, gradient checkpointing with use_reentrant=False when on). `--shape 8b` picks the Llama-3-8B
+shape (hidden 4096, intermediate 14336, 32 layers, 32 heads, 8 kv heads, vocab 128256, untied head).
+
 Each (engine, gc) arm runs in its own process (this script re-invokes itself with --worker), in the
 order peft_core, peft, peft_core, peft, ... (benchmark_protocol.md section 7). A worker:
 
@@ -21,6 +28,8 @@ same data, same initial adapter) and results.md (table rows), and prints the mar
 
     python bench/engine_bench.py --out /tmp/bench            # the real thing (needs a CUDA GPU)
     python bench/engine_bench.py --smoke --out /tmp/smoke    # tiny model on the CPU, seconds
+    python bench/engine_bench.py --quant nf4 --gc on --shape 8b --batch-size 4 --out /tmp/qlora8b
+    python bench/engine_bench.py --smoke --quant nf4 --gc on --out /tmp/qsmoke   # needs bitsandbytes
 """
 
 from __future__ import annotations
@@ -58,6 +67,20 @@ class ModelShape:
     tie_word_embeddings: bool = True
 
 
+SHAPES: dict[str, ModelShape] = {
+    "1b": ModelShape(),  # Llama-3.2-1B
+    "8b": ModelShape(  # Llama-3-8B
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        tie_word_embeddings=False,
+    ),
+}
+QUANTS = ("none", "nf4")
+
 SMOKE_SHAPE = ModelShape(
     vocab_size=256,
     hidden_size=64,
@@ -80,6 +103,7 @@ class BenchConfig:
     target_modules: str = "all-linear"
     lr: float = 2e-4
     dtype: str = "bfloat16"
+    quant: str = "none"  # "nf4": nf4 + double quant weights, compute in `dtype` (QLoRA)
     attn_implementation: str = "sdpa"
     warmup: int = 4
     steps: int = 12
@@ -138,6 +162,70 @@ def _gc_active(model: Any) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return bool(getattr(model, "is_activation_checkpointing", getattr(model, "is_gradient_checkpointing", False)))
+
+
+def _quantize_linears(model: Any, cfg: BenchConfig) -> int:
+    """Swap every nn.Linear except the output head for a bitsandbytes Linear4bit (nf4, double quant,
+    compute dtype cfg.dtype, blocksize 64), quantized in memory on the weight's device: the layers that
+    `from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...))` produces (it skips
+    the head too). Marks the model `is_loaded_in_4bit`, as transformers does, so peft picks its bnb layers
+    and its prepare_model_for_kbit_training treats the model as quantized. Returns the number swapped."""
+    import bitsandbytes as bnb
+    import torch
+
+    compute_dtype = getattr(torch, cfg.dtype)
+    head = model.get_output_embeddings()
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear or child is head:
+                continue
+            layer = bnb.nn.Linear4bit(
+                child.in_features,
+                child.out_features,
+                bias=child.bias is not None,
+                compute_dtype=compute_dtype,
+                compress_statistics=True,
+                quant_type="nf4",
+                quant_storage=torch.uint8,
+                device="meta",
+            )
+            weight = bnb.nn.Params4bit(
+                child.weight.data,
+                requires_grad=False,
+                compress_statistics=True,
+                quant_type="nf4",
+                quant_storage=torch.uint8,
+                module=layer,
+            )
+            layer.weight = weight.to(child.weight.device)  # quantizes here
+            if child.bias is not None:
+                layer.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, layer)
+            swapped += 1
+    model.is_loaded_in_4bit = True
+    return swapped
+
+
+def _prepare_kbit(engine: str, model: Any, gc: bool) -> Any:
+    """The engine's own prepare_model_for_kbit_training, with the same arguments on both sides."""
+    if engine == "peft_core":
+        from peft_core import prepare_model_for_kbit_training
+    else:
+        from peft import prepare_model_for_kbit_training
+    kwargs = {"use_reentrant": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc, gradient_checkpointing_kwargs=kwargs)
+
+
+def _dtype_census(model: Any) -> dict[str, Any]:
+    """Which dtypes the model's parameters are in, by storage class: shows both engines prepared alike."""
+    census: dict[str, int] = {}
+    for p in model.parameters():
+        key = f"{type(p).__name__}:{str(p.dtype).replace('torch.', '')}"
+        census[key] = census.get(key, 0) + p.numel()
+    return dict(sorted(census.items()))
 
 
 def _wrap(engine: str, model: Any, cfg: BenchConfig) -> tuple[Any, Any]:
@@ -269,7 +357,21 @@ def run_worker(args: argparse.Namespace) -> None:
     llama_cfg.use_cache = False
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(llama_cfg, dtype=dtype, attn_implementation=cfg.attn_implementation)
-    if args.gc:
+    quant_info: dict[str, Any] | None = None
+    if cfg.quant != "none":
+        swapped = _quantize_linears(model, cfg)
+        model = _prepare_kbit(args.engine, model, args.gc)
+        if device == "cuda":
+            torch.cuda.empty_cache()  # peft's prepare does this itself; do it for both so reserved memory compares
+        import bitsandbytes
+
+        quant_info = {
+            "quant": cfg.quant,
+            "bitsandbytes": bitsandbytes.__version__,
+            "quantized_linears": swapped,
+            "param_dtypes_after_prepare": _dtype_census(model),
+        }
+    elif args.gc:
         _enable_gc(model)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -371,6 +473,7 @@ def run_worker(args: argparse.Namespace) -> None:
         "torch_cuda": torch.version.cuda,
         "transformers": transformers.__version__,
         "fused_adamw": fused,
+        "quant": quant_info,
         "n_adapted_modules": len(adapted),
         "trainable_params": n_trainable,
         "total_params": n_total,
@@ -448,7 +551,7 @@ def _versions(engine_src: str | None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, Any] = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "peft", "safetensors"):
+    for pkg in ("torch", "transformers", "peft", "safetensors", "bitsandbytes"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -542,8 +645,11 @@ def _pct(x: float | None) -> str:
 def _markdown(summary: dict[str, Any], cfg: BenchConfig, device_label: str) -> str:
     s = cfg.shape
     shape = f"{s.num_hidden_layers}L h{s.hidden_size} i{s.intermediate_size} vocab {s.vocab_size}"
+    weights = cfg.dtype
+    if cfg.quant != "none":
+        weights = f"{cfg.quant} + double quant ({cfg.dtype} compute), each engine's prepare_model_for_kbit_training"
     lines = [
-        f"Model: Llama-shaped ({shape}), {cfg.dtype}, {cfg.attn_implementation}, LoRA r{cfg.r} alpha {cfg.lora_alpha} "
+        f"Model: Llama-shaped ({shape}), {weights}, {cfg.attn_implementation}, LoRA r{cfg.r} alpha {cfg.lora_alpha} "
         f"{cfg.target_modules}, batch {cfg.batch_size} x {cfg.seq_len}, fused AdamW lr {cfg.lr}, "
         f"{cfg.warmup} warm-up + {cfg.steps} timed steps, device {device_label}.",
         "",
@@ -589,9 +695,11 @@ def run_orchestrator(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if (out / INIT_FILE).exists():
         (out / INIT_FILE).unlink()
-    cfg = BenchConfig()
+    cfg = BenchConfig(shape=SHAPES[args.shape], quant=args.quant)
     if args.smoke:
-        cfg = BenchConfig(shape=SMOKE_SHAPE, batch_size=2, seq_len=32, warmup=0, steps=2, gate_steps=2, device="cpu")
+        cfg = BenchConfig(
+            shape=SMOKE_SHAPE, batch_size=2, seq_len=32, warmup=0, steps=2, gate_steps=2, device="cpu", quant=args.quant
+        )
     for name in ("warmup", "steps", "gate_steps", "batch_size", "seq_len"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -692,6 +800,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--gc", default="off,on", help="comma list of gradient-checkpointing settings: off,on")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="1b", help="model shape (ignored with --smoke)")
+    p.add_argument("--quant", choices=QUANTS, default="none", help="nf4: QLoRA (bitsandbytes 4-bit base layers)")
     p.add_argument("--budget-s", type=float, default=480.0, help="no new repeat pair starts past this many seconds")
     p.add_argument("--grace-s", type=float, default=60.0, help="a running worker is killed this long after the budget")
     p.add_argument("--profile", action="store_true", help="torch.profiler over 2 extra steps in each first-repeat arm")
