@@ -34,7 +34,6 @@ from worker.outcome import (
     EXIT_FAILED,
     EXIT_LEASE_LOST,
     EXIT_OK,
-    EXIT_ORPHANED,
     attempt_file,
     describe_exit,
     read_outcome,
@@ -69,7 +68,12 @@ def supervise(claim: Claim, *, settings: Settings, stopping: threading.Event) ->
                 hint="Fix these settings and submit the job again.")
         return
     job_dir = settings.jobs_dir / str(claim.job_id)
-    proc = _spawn(claim, job_dir)
+    try:
+        proc = _spawn(claim, job_dir)
+    except OSError as exc:
+        _finish(claim, settings, JobStatus.FAILED, f"Could not start the training process: {exc}",
+                hint=f"Check that the worker can write to {job_dir} (STUDIO_DATA_DIR).")
+        return
     with session_scope(settings) as session:
         jobs.set_worker_pid(session, job_id=claim.job_id, owner=claim.owner, pid=proc.pid)
     ending = _watch(proc, claim, settings, stopping)
@@ -164,8 +168,6 @@ def _conclude(returncode: int | None, ending: Ending, claim: Claim, job_dir: Pat
         _finish(claim, settings, JobStatus.CANCELLED, f"Cancelled at step {step}.")
     else:
         reason = describe_exit(returncode if returncode is not None else -signal.SIGKILL)
-        if returncode == EXIT_ORPHANED:
-            reason = "The training process lost its worker."
         with session_scope(settings) as session:
             jobs.append_log(session, job_id=claim.job_id, lines=[f"--- attempt {claim.attempt}: {reason}", *_tail(attempt_file(job_dir, claim.attempt, "log"))],
                             owner=claim.owner)
