@@ -68,6 +68,15 @@ class ModulesToSaveWrapper(nn.Module):
     def weight(self):  # transformers looks up e.g. classifier.weight for dtype/tying checks
         return self._current().weight
 
+    def __getattr__(self, name: str) -> Any:
+        """Fall back to the module in use, so model code reading e.g. `self.score.out_features` works."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_") or name in ("original_module", "modules_to_save", "active_adapter", "disabled"):
+                raise
+            return getattr(self._current(), name)
+
     def _current(self) -> nn.Module:
         if self.disabled or self.active_adapter is None:
             return self.original_module

@@ -296,7 +296,10 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | torch.device | 
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, required=False, **hub_kwargs)
     if path is None:
         where = os.path.join(os.fspath(model_id), subfolder) if subfolder else os.fspath(model_id)
-        raise CheckpointError(f"no adapter weights in {where}: expected {SAFETENSORS_NAME} or {WEIGHTS_NAME}")
+        hint = ""
+        if not os.path.isdir(os.fspath(model_id)):  # a Hub repo: absent there, or offline and not cached
+            hint = "; if this is a Hub repo, check the id, or download it where there is network (HF_HUB_OFFLINE hides uncached files)"
+        raise CheckpointError(f"no adapter weights in {where}: expected {SAFETENSORS_NAME} or {WEIGHTS_NAME}{hint}")
     try:
         return torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as exc:

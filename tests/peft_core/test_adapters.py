@@ -273,7 +273,7 @@ def test_hub_repo_id_while_offline_is_a_checkpoint_error_naming_the_repo(no_netw
         peft_core.PeftModel.from_pretrained(models.tiny_llama(), "some-org/adapter-that-is-not-cached")
     message = str(info.value)
     assert "'some-org/adapter-that-is-not-cached'" in message and "HF_HUB_OFFLINE" in message
-    with pytest.raises(CheckpointError, match="some-org/other-adapter"):
+    with pytest.raises(CheckpointError, match=r"some-org/other-adapter.*HF_HUB_OFFLINE"):
         peft_core.PeftModel.from_pretrained(models.tiny_llama(), "some-org/other-adapter", config=lora(target_modules=["q_proj"]))
 
 
@@ -374,6 +374,18 @@ def test_modules_to_save_keys_training_and_merge(peft, tmp_path):
     merged = model.merge_and_unload()
     assert type(merged.head) is nn.Linear and torch.equal(merged.head.weight, trained)
     torch.testing.assert_close(outputs(merged, MLP_IN), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_modules_to_save_wrapper_exposes_the_module_attributes():
+    """Model code reads head attributes (out_features, bias): the wrapper answers for the copy in use."""
+    model = peft_core.get_peft_model(models.tiny_llama(), LoraConfig(target_modules=["q_proj"], modules_to_save=["lm_head"]))
+    head = model.base_model.model.lm_head
+    assert (head.in_features, head.out_features, head.bias) == (32, 64, None)
+    assert head.weight is head.modules_to_save["default"].weight
+    with model.disable_adapter():
+        assert head.weight is head.original_module.weight
+    with pytest.raises(AttributeError):
+        head.no_such_attribute  # noqa: B018
 
 
 # ----------------------------------------------------------------------------------------- tasks
