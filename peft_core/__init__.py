@@ -24,6 +24,7 @@ from .errors import (
 )
 from .registry import get_method, register_method, registered_methods
 from .tuners.lora.config import LoraConfig
+from .tuners.trainable_tokens import TrainableTokensConfig
 from .types import PeftType, TaskType
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ __all__ = [
     "PeftCoreError",
     "PeftType",
     "TaskType",
+    "TrainableTokensConfig",
     "UnsupportedLayerError",
     "get_method",
     "register_method",

@@ -156,6 +156,13 @@ class EmbeddingView(BaseLayerView):
         return self.module.embedding_dim
 
     @property
+    def output_scale(self) -> torch.Tensor | float:
+        """Factor the layer multiplies looked-up rows by: transformers' scaled word embeddings (Gemma's
+        sqrt(dim)) keep it as `embed_scale`; adapters that produce rows must apply it too."""
+        scale = getattr(self.module, "embed_scale", None)
+        return 1.0 if scale is None else scale
+
+    @property
     def weight_shape(self) -> tuple[int, ...]:
         return (self.in_features, self.out_features)
 

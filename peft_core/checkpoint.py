@@ -37,8 +37,8 @@ def strip_adapter_name(local_key: str, adapter_name: str, module: nn.Module) -> 
     parts = local_key.split(".")
     if isinstance(module, ModulesToSaveWrapper):
         return ".".join(parts[2:])
-    if len(parts) > 1 and parts[1] == adapter_name:
-        del parts[1]
+    if adapter_name in parts[1:]:  # right after the container path: lora_A.<a>.weight, token_adapter.delta.<a>
+        del parts[parts.index(adapter_name, 1)]
     return ".".join(parts)
 
 

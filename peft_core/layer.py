@@ -2,7 +2,8 @@
 
 An adapter layer replaces a targeted module and keeps it as `base_layer`. A tuner subclass declares
 
-    adapter_params    names of its per-adapter containers (nn.ModuleDict / nn.ParameterDict), trainable
+    adapter_params    names of its per-adapter containers (nn.ModuleDict / nn.ParameterDict), trainable;
+                      a dotted name is a container inside a child module
     adapter_settings  names of its per-adapter plain dicts (rank, scaling, ...), not saved as tensors
 
 and implements `create_adapter`, the forward hooks it needs and either `delta_weight` (additive methods)
@@ -108,12 +109,20 @@ class AdapterLayer(nn.Module):
     def view(self) -> BaseLayerView:
         return self._view
 
+    def container(self, name: str) -> Any:
+        """A declared container by name; a dotted name reaches into a child module (peft nests some,
+        e.g. LoRA's token rows live under `token_adapter.trainable_tokens_delta`)."""
+        obj: Any = self
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     @property
     def adapter_names(self) -> list[str]:
         """Adapters this layer holds, in creation order."""
         names: list[str] = []
         for container in self.adapter_params:
-            for key in getattr(self, container).keys():
+            for key in self.container(container).keys():
                 if key not in names:
                     names.append(key)
         for setting in self.adapter_settings:
@@ -126,7 +135,7 @@ class AdapterLayer(nn.Module):
         """This adapter's tensors keyed by their path inside this layer (adapter name included)."""
         out: dict[str, nn.Parameter] = {}
         for container in self.adapter_params:
-            store = getattr(self, container)
+            store = self.container(container)
             if adapter_name not in store:
                 continue
             item = store[adapter_name]
@@ -171,7 +180,7 @@ class AdapterLayer(nn.Module):
         if adapter_name in self.merged_adapters:
             raise MergeError(f"adapter {adapter_name!r} is merged; unmerge it before deleting it")
         for container in self.adapter_params:
-            store = getattr(self, container)
+            store = self.container(container)
             if adapter_name in store:
                 del store[adapter_name]
         for setting in self.adapter_settings:

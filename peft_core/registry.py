@@ -31,6 +31,8 @@ class MethodSpec:
 
         LAYER_CLASSES: dict[str, type]   view kind ("linear", "conv", "embedding", ...) -> layer class
         after_inject(tuner_model, config, adapter_name)   optional, for extra wrapping (e.g. tokens)
+        default_target_modules(model)   optional, targets computed from the model when `default_targets`
+                                        has no entry (e.g. the input embedding's name)
 
     `default_targets` maps a transformers model_type to target module names; `field_defaults` does the
     same for other config fields left None (IA3's feedforward_modules), keyed by field name.

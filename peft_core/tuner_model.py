@@ -70,6 +70,9 @@ class TunerModel(nn.Module):
         """Fill defaults that depend on the model (targets by model_type)."""
         if config.target_modules is None and not getattr(config, "target_parameters", None):
             default = default_targets_for(self.model, spec.default_targets)
+            from_model = getattr(spec.layer_module, "default_target_modules", None)
+            if default is None and from_model is not None:  # e.g. trainable tokens: the input embedding
+                default = from_model(self.model)
             if default is None:
                 model_type = getattr(getattr(self.model, "config", None), "model_type", None)
                 raise ConfigError(

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from ...config import AdapterConfig, option
 from ...types import PeftType
+from ..trainable_tokens import token_index_problems
 
 INIT_CHOICES = (True, False, "gaussian", "pissa", "olora", "orthogonal")
 _PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
@@ -54,7 +55,9 @@ class LoraConfig(AdapterConfig):
     rank_pattern: dict[str, int] = option(factory=dict, help="Per-module rank overrides: {regex or name: r}.", advanced=True)
     alpha_pattern: dict[str, int | float] = option(factory=dict, help="Per-module alpha overrides: {regex or name: alpha}.", advanced=True)
     trainable_token_indices: list[int] | dict[str, list[int]] | None = option(
-        None, help="Also train these token rows of the input embedding (e.g. new special tokens).", advanced=True
+        None,
+        help="Also train these token rows: a list for the input embedding, or {module name: token ids}.",
+        advanced=True,
     )
     target_parameters: list[str] | None = option(
         None, help="Adapt raw parameters (e.g. MoE expert tensors 'experts.gate_up_proj') instead of modules.", advanced=True
@@ -90,7 +93,42 @@ class LoraConfig(AdapterConfig):
                 problems.append(f"target_modules: {self.target_modules!r} is not a valid regex ({exc})")
         if self.target_parameters is not None and isinstance(self.target_parameters, str):
             problems.append("target_parameters: must be a list of parameter names, not a regex")
+        problems += self._token_problems() + self._parameter_problems()
         return problems
+
+    def _token_problems(self) -> list[str]:
+        spec = self.trainable_token_indices
+        if isinstance(spec, list):
+            return token_index_problems("trainable_token_indices", spec)
+        if isinstance(spec, dict):
+            if not spec:
+                return ["trainable_token_indices: the dict is empty; map a module name to token ids, e.g. {'embed_tokens': [0, 1]}"]
+            return [p for key, ids in spec.items() for p in token_index_problems(f"trainable_token_indices[{key!r}]", ids)]
+        return []
+
+    def _parameter_problems(self) -> list[str]:
+        """What a LoRA on a raw parameter cannot do (as in peft's ParamWrapper), with the fix for each."""
+        if not self.target_parameters or isinstance(self.target_parameters, str):
+            return []
+        problems = []
+        if self.lora_dropout:
+            problems.append("lora_dropout: must be 0 with target_parameters (a parameter has no input to drop out); set lora_dropout=0")
+        if self.use_dora:
+            problems.append("use_dora: DoRA cannot adapt target_parameters; set use_dora=False or adapt modules instead")
+        if self.lora_bias:
+            problems.append("lora_bias: target_parameters have no bias to train; set lora_bias=False")
+        if self.fan_in_fan_out:
+            problems.append("fan_in_fan_out: not used with target_parameters (the layout is read from the model); set it to False")
+        if self.init_lora_weights not in (True, False, "gaussian"):
+            problems.append(
+                f"init_lora_weights: {self.init_lora_weights!r} cannot initialise target_parameters; use True, False or 'gaussian'"
+            )
+        return problems
+
+    def __post_init__(self) -> None:
+        if self.target_parameters and self.target_modules is None:
+            self.target_modules = []  # as in peft: parameters only, no default module targets
+        super().__post_init__()
 
     def _allows_empty_targets(self) -> bool:
         return bool(self.target_parameters)

@@ -174,7 +174,7 @@ class LoraEmbedding(LoraLayer):
         after_a = F.embedding(
             x, self.lora_embedding_A[adapter_name].T, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse
         )
-        return after_a @ self.lora_embedding_B[adapter_name].T
+        return (after_a @ self.lora_embedding_B[adapter_name].T) * self.view.output_scale  # Gemma-style embed_scale
 
     def lora_weight(self, adapter_name: str) -> torch.Tensor:
         return (self.lora_embedding_B[adapter_name] @ self.lora_embedding_A[adapter_name]).T
@@ -194,3 +194,4 @@ class LoraEmbedding(LoraLayer):
 LAYER_CLASSES = {"linear": LoraLinear, "conv": LoraConv, "embedding": LoraEmbedding}
 
 from .combine import add_weighted_adapter  # noqa: E402, F401  (model-level extension, found by TunerModel)
+from .extra_targets import after_inject  # noqa: E402, F401  (target_parameters and token rows, run by TunerModel)
