@@ -184,6 +184,12 @@ def methods() -> list[MethodInfo]:
     return out
 
 
+def default_method() -> str:
+    """The method a new run starts with: LoRA (what most people want first) when registered."""
+    names = list(registered_methods())
+    return "LORA" if "LORA" in names else names[0]
+
+
 def method_schema(peft_type: str) -> dict[str, Any]:
     """The JSON schema of a method's config: types, defaults, choices, bounds, help and x-advanced per field."""
     spec = registered_methods().get(str(peft_type).upper())

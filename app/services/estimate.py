@@ -4,8 +4,9 @@ Why: people want to know before pressing Start whether a run fits their GPU and 
 (the #3 complaint about other studios is an OOM with no warning). Everything here is arithmetic on
 the model's shape (app.services.catalog) and the job spec, so it is labelled "rough":
 
-- trainable parameters of a low-rank method = sum over targeted linear layers of r * (in + out)
-  (+ out per layer for DoRA's magnitude); methods without a rank are not counted;
+- trainable parameters = a sum over the targeted linear layers: LoRA r * (in + out) (+ out for DoRA's
+  magnitude), LoHa 2 * r * (in + out), IA3 one vector (out, or in for feed-forward layers); other
+  methods are not counted yet (the summary says so);
 - steps = ceil(training rows / (batch * accumulation)) * epochs, or max_steps;
 - memory = frozen weights at the training precision + adapter weights, gradients and AdamW states
   (fp32, 16 bytes per trainable parameter) + activations (about 34 * hidden bytes per token per
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.services.catalog import Architecture, resolve_architecture
+from peft_core.registry import registered_methods
 
 GIB = 2**30
 OVERHEAD_BYTES = int(0.6 * GIB)  # CUDA context, allocator slack, kernels
@@ -57,11 +60,11 @@ def _matches(name: str, spec: list[str] | str) -> bool:
 
 
 def _targeted(arch: Architecture, method: dict[str, Any]) -> list[tuple[str, int, int]]:
-    from peft_core.default_targets import DEFAULT_TARGETS
-
     targets = method.get("target_modules")
     if targets is None:
-        targets = DEFAULT_TARGETS.get(arch.model_type, ["q_proj", "v_proj"])
+        spec = registered_methods().get(str(method.get("peft_type", "LORA")).upper())
+        defaults = spec.default_targets if spec else {}
+        targets = defaults.get(arch.model_type) or defaults.get("llama") or ["q_proj", "v_proj"]
     modules = arch.linear_modules()
     chosen = modules if targets == "all-linear" else [m for m in modules if _matches(m[0], targets)]
     exclude = method.get("exclude_modules")
@@ -77,21 +80,42 @@ def _rank_for(name: str, r: int, pattern: dict[str, Any]) -> int:
     return r
 
 
+def _low_rank(factor: int) -> Callable[[dict[str, Any], str, int, int], int | None]:
+    def count(method: dict[str, Any], name: str, fan_in: int, fan_out: int) -> int | None:
+        r = method.get("r")
+        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+            return None
+        pattern = method.get("rank_pattern") if isinstance(method.get("rank_pattern"), dict) else {}
+        extra = fan_out if method.get("use_dora") else 0
+        extra += fan_out if method.get("lora_bias") else 0
+        return factor * _rank_for(name, r, pattern) * (fan_in + fan_out) + extra
+
+    return count
+
+
+def _ia3(method: dict[str, Any], name: str, fan_in: int, fan_out: int) -> int:
+    feedforward = method.get("feedforward_modules")
+    return fan_in if feedforward and _matches(name, feedforward) else fan_out
+
+
+# Parameters one targeted linear layer adds, per method (None: cannot tell from the settings).
+PER_LAYER: dict[str, Callable[[dict[str, Any], str, int, int], int | None]] = {
+    "LORA": _low_rank(1),
+    "LOHA": _low_rank(2),
+    "IA3": _ia3,
+}
+
+
 def trainable_params(arch: Architecture, method: dict[str, Any]) -> tuple[int | None, int]:
-    """(trainable parameters or None for a method without a rank, number of targeted layers)."""
+    """(trainable parameters, or None for a method not counted here; number of targeted layers)."""
     chosen = _targeted(arch, method)
-    r = method.get("r")
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+    per_layer = PER_LAYER.get(str(method.get("peft_type", "LORA")).upper())
+    if per_layer is None:
         return None, len(chosen)
-    pattern = method.get("rank_pattern") if isinstance(method.get("rank_pattern"), dict) else {}
-    total = 0
-    for name, fan_in, fan_out in chosen:
-        total += _rank_for(name, r, pattern) * (fan_in + fan_out)
-        if method.get("use_dora"):
-            total += fan_out
-        if method.get("lora_bias"):
-            total += fan_out
-    return total, len(chosen)
+    counts = [per_layer(method, name, fan_in, fan_out) for name, fan_in, fan_out in chosen]
+    if any(c is None for c in counts):
+        return None, len(chosen)
+    return sum(counts), len(chosen)
 
 
 def count_steps(rows: int | None, training: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
@@ -143,7 +167,7 @@ def estimate_run(spec: dict[str, Any], *, dataset_rows: int | None) -> RunEstima
     if precision == "auto":
         est.notes.append("Assumes bf16 weights (a GPU); on a CPU the weights take twice as much.")
     if est.trainable_params is None:
-        est.notes.append("This method's trainable parameters are not estimated; memory excludes them.")
+        est.notes.append("Trainable parameters are not estimated for this method yet; memory leaves them out.")
     est.adapter_state_bytes = (est.trainable_params or 0) * _TRAINABLE_STATE_BYTES
     try:
         est.activation_bytes = _activation_bytes(arch, training)

@@ -173,6 +173,10 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
     # What the method form shows: {"peft_type", "prefill"}. The form re-renders only when this changes,
     # once per page load or method switch (two renders in a row would orphan the first one's listeners).
     form_key = gr.State(None)
+    # Bumped by any change of the static fields. The rendered form listens to this instead of to the
+    # static fields themselves: in Gradio 6.31 a listener added by @gr.render on a static component's
+    # event silences the static listeners on that same event (e.g. showing the upload box).
+    static_changed = gr.State(0)
     upload_state = gr.State(None)
     new_run_id = gr.Textbox(visible=False, elem_id="ps-new-run-id")
 
@@ -194,10 +198,10 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             with gr.Group(elem_classes=["ps-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_METHOD)}</h3>')
                 method = gr.Dropdown(
-                    choices=[(m.title, m.peft_type) for m in method_infos], value=method_infos[0].peft_type,
+                    choices=[(m.title, m.peft_type) for m in method_infos], value=catalog.default_method(),
                     label=S.METHOD_LABEL, filterable=False, elem_id="ps-method",
                 )
-                method_note = gr.Markdown(descriptions.get(method_infos[0].peft_type, ""), elem_classes=["ps-method-note"])
+                method_note = gr.Markdown(descriptions.get(catalog.default_method(), ""), elem_classes=["ps-method-note"])
                 method_area = gr.Column()
             with gr.Group(elem_classes=["ps-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_TRAINING)}</h3>')
@@ -291,7 +295,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                 return [listed, run_id, *updates]
 
             gr.on(
-                [c.change for c in [model, name, source, *training_widgets, *method_widgets]] + [upload_state.change],
+                [static_changed.change, *[c.change for c in method_widgets]],
                 refresh_summary,
                 inputs=all_inputs,
                 outputs=summary,
@@ -307,6 +311,15 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                 show_progress="minimal",
                 concurrency_limit=4,
             ).success(None, inputs=new_run_id, js=NAVIGATE_TO_RUN)
+
+    gr.on(
+        [c.change for c in [model, name, source, upload_state, *training_widgets]],
+        lambda n: n + 1,
+        static_changed,
+        static_changed,
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
 
     # --- data source and upload ---------------------------------------------------------------------
 
@@ -343,7 +356,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             except jobs.JobNotFound:
                 spec = None
         if spec is None:
-            default_method = method_infos[0].peft_type
+            default_method = catalog.default_method()
             return [gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip(), default_method, None,
                     {"peft_type": default_method, "prefill": None}, *[gr.skip() for _ in training_widgets]]
         dataset = spec.get("dataset") or {}

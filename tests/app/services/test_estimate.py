@@ -31,6 +31,18 @@ def test_lora_parameters_are_rank_times_in_plus_out_over_targeted_layers():
     assert trainable_params(arch, {"r": 8, "target_modules": ["q_proj"], "rank_pattern": {"q_proj": 2}})[0] == 16 * 2 * 4096
 
 
+def test_other_methods_are_counted_or_said_to_be_unknown():
+    arch = catalog.resolve_architecture("meta-llama/Llama-3.2-1B-Instruct")[0]
+    lora, _ = trainable_params(arch, {"peft_type": "LORA", "r": 8})
+    assert trainable_params(arch, {"peft_type": "LOHA", "r": 8})[0] == 2 * lora
+    # IA3 on llama: k_proj and v_proj (out 512 each) and down_proj as a feed-forward layer (in 8192)
+    ia3, layers = trainable_params(arch, {"peft_type": "IA3", "feedforward_modules": ["down_proj"]})
+    assert layers == 48 and ia3 == 16 * (512 + 512 + 8192)
+    assert trainable_params(arch, {"peft_type": "OFT", "r": 8})[0] is None
+    note = estimate_run({"base_model": "demo", "method": {"peft_type": "OFT", "r": 8}}, dataset_rows=10).notes
+    assert any("not estimated for this method" in n for n in note)
+
+
 def test_steps_follow_rows_batch_accumulation_epochs_and_max_steps():
     assert count_steps(100, {"batch_size": 4, "epochs": 2, "eval_fraction": 0.0}) == (100, 25, 50)
     assert count_steps(100, {"batch_size": 4, "gradient_accumulation_steps": 2, "epochs": 1, "eval_fraction": 0.1}) == (90, 12, 12)

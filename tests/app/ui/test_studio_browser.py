@@ -53,9 +53,8 @@ def _open_new_run(page, studio: Studio) -> None:
 
 def _load_adapter(folder: Path) -> None:
     """The downloaded adapter loads onto the demo model with peft_core and changes nothing at init but the keys it names."""
-    from worker.training.demo import build_demo_model
-
     import peft_core
+    from worker.training.demo import build_demo_model
 
     base = build_demo_model()
     model = peft_core.PeftModel.from_pretrained(base, str(folder))
@@ -158,3 +157,26 @@ def test_runs_page_cancel_clone_and_delete(studio: Studio, page):
     page.locator("#ps-confirm-yes").click()
     page.locator(f'tr[data-run="{run_id}"]').wait_for(state="detached", timeout=15_000)
     assert studio.api("GET", f"/api/jobs/{run_id}").status_code == 404
+
+
+def test_upload_a_jsonl_file_and_pick_a_hub_model(studio: Studio, page, tmp_path):
+    _open_new_run(page, studio)
+    page.get_by_text("Upload a JSONL file").click()
+    upload = page.locator("#ps-upload input[type=file]")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\nnot json\n')
+    upload.set_input_files(str(bad))
+    page.get_by_text("line 2: not valid JSON").wait_for()
+    page.locator("#ps-upload button[aria-label='Clear']").first.click()
+    good = tmp_path / "support.jsonl"
+    good.write_text("".join(f'{{"prompt": "q{i}", "completion": "a{i}"}}\n' for i in range(40)))
+    upload.set_input_files(str(good))
+    page.get_by_text("40 rows").wait_for()
+    page.locator("#ps-summary").get_by_text("36 training rows").wait_for()  # 40 rows less the 10% eval split
+
+    # Any Hub id can be typed; a known one gets parameter and memory estimates.
+    model = page.locator("#ps-model input")
+    model.fill("Qwen/Qwen2.5-0.5B-Instruct")
+    model.press("Enter")
+    page.locator("#ps-summary").get_by_text("of 494M").wait_for()
+    screenshot(page, "new-run-upload")
