@@ -9,6 +9,7 @@ and adds its fields; it writes no validation or serialisation code of its own be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import re
 import types
 import typing
 import warnings
+from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -362,3 +364,20 @@ class AdapterConfig(TargetingConfig):
         if self.layers_pattern is not None and self.layers_to_transform is None:
             problems.append("layers_pattern: only meaningful together with layers_to_transform")
         return problems
+
+
+@contextlib.contextmanager
+def skipping_init(config: PeftConfig) -> Iterator[PeftConfig]:
+    """Turn the config's init_* switches off for the duration (then restore them).
+
+    Used when saved tensors are about to overwrite the adapter: initialising would be wasted work, and a
+    data-driven init (PiSSA, OLoRA, LoftQ) would rewrite the base weights a second time."""
+    names = [f.name for f in dataclasses.fields(config) if f.name.startswith("init_") and isinstance(getattr(config, f.name), (bool, str))]
+    saved = {name: getattr(config, name) for name in names}
+    for name in names:
+        object.__setattr__(config, name, False)
+    try:
+        yield config
+    finally:
+        for name, value in saved.items():
+            object.__setattr__(config, name, value)

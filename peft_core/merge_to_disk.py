@@ -13,7 +13,6 @@ generation config and tokenizer files copied from the base.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -28,7 +27,7 @@ import torch.nn as nn
 
 from .base_layers import view_for
 from .checkpoint import PEFT_PREFIX, load_peft_weights, strip_adapter_name
-from .config import PeftConfig
+from .config import PeftConfig, skipping_init
 from .errors import CheckpointError, UnsupportedLayerError
 from .registry import spec_for_config
 from .targeting import resolve_targets
@@ -68,16 +67,6 @@ def _skeleton(base_dir: Path, config: PeftConfig) -> nn.Module:
         return auto.from_config(model_config)
 
 
-def _without_init(config: PeftConfig) -> PeftConfig:
-    """A copy whose init_* switches are off: loaded tensors overwrite the adapter, and an init like PiSSA
-    must not rewrite the base weight on the way."""
-    changes = {f.name: False for f in dataclasses.fields(config) if f.name.startswith("init_") and isinstance(getattr(config, f.name), (bool, str))}
-    clone = copy.deepcopy(config)
-    for name, value in changes.items():
-        object.__setattr__(clone, name, value)
-    return clone
-
-
 def _merge_module(skeleton: nn.Module, name: str, tensors: dict[str, torch.Tensor], config: PeftConfig, adapter: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Merge the adapter into one module whose own tensors are `tensors` (param name -> tensor)."""
     module = copy.deepcopy(skeleton.get_submodule(name)).to_empty(device="cpu")
@@ -92,7 +81,8 @@ def _merge_module(skeleton: nn.Module, name: str, tensors: dict[str, torch.Tenso
     if layer_cls is None:
         raise UnsupportedLayerError(f"cannot merge into {name} ({type(module).__name__}) with {spec.peft_type.value}")
     layer = layer_cls(module, view)
-    layer.add_adapter("default", _without_init(config), target_name=name, model=skeleton)
+    with skipping_init(config):
+        layer.add_adapter("default", config, target_name=name, model=skeleton)
     with torch.no_grad():
         for local_key, param in layer.adapter_parameters("default").items():
             saved = prefix + strip_adapter_name(local_key, "default", layer)

@@ -21,7 +21,7 @@ from .checkpoint import (
     set_peft_model_state_dict,
     warn_missing,
 )
-from .config import PeftConfig
+from .config import PeftConfig, skipping_init
 from .errors import AdapterNotFoundError, ConfigError
 from .tuner_model import TunerModel
 from .types import TaskType
@@ -191,7 +191,8 @@ class PeftModel(nn.Module):
         wrapper_cls = cls
         if cls is PeftModel and config.task_type is not None:
             wrapper_cls = MODEL_TYPE_TO_PEFT_MODEL.get(config.task_type, PeftModel)
-        peft_model = wrapper_cls(model, config, adapter_name)
+        with skipping_init(config):  # the saved tensors overwrite the adapter next
+            peft_model = wrapper_cls(model, config, adapter_name)
         peft_model._load_weights(model_id, adapter_name, kwargs.get("torch_device"), hub_kwargs)
         if not is_trainable:
             peft_model.eval()
@@ -202,7 +203,8 @@ class PeftModel(nn.Module):
         hub_kwargs = {k: kwargs[k] for k in ("subfolder", "revision", "token", "cache_dir") if k in kwargs}
         config = PeftConfig.from_pretrained(model_id, **hub_kwargs)
         config.inference_mode = not is_trainable
-        self.add_adapter(adapter_name, config)
+        with skipping_init(config):
+            self.add_adapter(adapter_name, config)
         return self._load_weights(model_id, adapter_name, torch_device, hub_kwargs)
 
     def _load_weights(self, model_id: Any, adapter_name: str, device: Any, hub_kwargs: dict) -> tuple[list[str], list[str]]:

@@ -10,7 +10,7 @@ from ...config import AdapterConfig, option
 from ...types import PeftType
 from ..trainable_tokens import token_index_problems
 
-INIT_CHOICES = (True, False, "gaussian", "pissa", "olora", "orthogonal")
+INIT_CHOICES = (True, False, "gaussian", "pissa", "olora", "orthogonal", "loftq")
 _PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -23,7 +23,6 @@ class LoraConfig(AdapterConfig):
         "auto_mapping": None,
         "megatron_config": None,
         "megatron_core": "megatron.core",
-        "loftq_config": {},
         "eva_config": None,
         "corda_config": None,
         "lora_ga_config": None,
@@ -49,6 +48,9 @@ class LoraConfig(AdapterConfig):
         help="Initialisation: true (B=0), 'gaussian', false (random, for tests), 'pissa', 'pissa_niter_K', 'olora', 'orthogonal'.",
         advanced=True,
     )
+    loftq_config: dict[str, int] = option(
+        factory=dict, help="LoftQ settings for init_lora_weights='loftq': {'loftq_bits': 4 or 8, 'loftq_iter': rounds}.", advanced=True
+    )
     bias: str = option("none", help="Which biases to train: none, all, or lora_only.", choices=("none", "all", "lora_only"), advanced=True)
     lora_bias: bool = option(False, help="Give the B matrix a trainable bias.", advanced=True)
     fan_in_fan_out: bool = option(False, help="Weights stored as (in, out), as in GPT-2's Conv1D (detected automatically).", advanced=True)
@@ -67,11 +69,9 @@ class LoraConfig(AdapterConfig):
         problems = super().extra_checks()
         init = self.init_lora_weights
         if init not in INIT_CHOICES and not (isinstance(init, str) and _PISSA_FAST.fullmatch(init)):
-            if init == "loftq":
-                problems.append("init_lora_weights: 'loftq' needs a quantized base model, which peft_core does not support yet")
-            else:
-                allowed = ", ".join(repr(c) for c in INIT_CHOICES)
-                problems.append(f"init_lora_weights: unknown initialisation {init!r}; use one of {allowed} or 'pissa_niter_K'")
+            allowed = ", ".join(repr(c) for c in INIT_CHOICES)
+            problems.append(f"init_lora_weights: unknown initialisation {init!r}; use one of {allowed} or 'pissa_niter_K'")
+        problems.extend(_loftq_problems(init, self.loftq_config))
         if self.use_dora and self.lora_bias:
             problems.append("lora_bias: cannot be combined with use_dora; turn one of them off")
         if init == "orthogonal":
@@ -132,6 +132,17 @@ class LoraConfig(AdapterConfig):
 
     def _allows_empty_targets(self) -> bool:
         return bool(self.target_parameters)
+
+
+def _loftq_problems(init: Any, loftq: dict[str, int]) -> list[str]:
+    if init != "loftq":
+        return [] if not loftq else ["loftq_config: only used with init_lora_weights='loftq'; remove it or set that init"]
+    problems = [f"loftq_config: unknown key {k!r} (use loftq_bits, loftq_iter)" for k in loftq if k not in ("loftq_bits", "loftq_iter")]
+    if loftq.get("loftq_bits", 4) not in (4, 8):
+        problems.append(f"loftq_config: loftq_bits must be 4 or 8, got {loftq.get('loftq_bits')!r}")
+    if not isinstance(loftq.get("loftq_iter", 1), int) or loftq.get("loftq_iter", 1) < 1:
+        problems.append(f"loftq_config: loftq_iter must be a whole number >= 1, got {loftq.get('loftq_iter')!r}")
+    return problems
 
 
 def pattern_value(patterns: dict[str, Any], module_name: str, default: Any) -> Any:

@@ -137,10 +137,10 @@ def init_orthogonal(layer: LoraLayer, name: str) -> None:
         pb.copy_(mix_b @ right.T)
 
 
-_DATA_DRIVEN = {"pissa", "olora", "orthogonal"}
+_DATA_DRIVEN = {"pissa", "olora", "orthogonal", "loftq"}
 
 
-def initialise(layer: LoraLayer, name: str, how: bool | str) -> None:
+def initialise(layer: LoraLayer, name: str, how: bool | str, loftq_config: dict[str, int] | None = None) -> None:
     fast = _PISSA_FAST.fullmatch(how) if isinstance(how, str) else None
     if layer.view.kind == "embedding" and (how in _DATA_DRIVEN or fast):
         warnings.warn(
@@ -162,5 +162,10 @@ def initialise(layer: LoraLayer, name: str, how: bool | str) -> None:
         init_olora(layer, name)
     elif how == "orthogonal":
         init_orthogonal(layer, name)
+    elif how == "loftq":
+        from .loftq import init_loftq
+
+        loftq = loftq_config or {}
+        init_loftq(layer, name, bits=loftq.get("loftq_bits", 4), iters=loftq.get("loftq_iter", 1))
     else:  # the config validates first; this guards direct layer use
         raise ValueError(f"unknown init_lora_weights {how!r}; use True, False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora' or 'orthogonal'")

@@ -39,7 +39,7 @@ class LoraLayer(AdapterLayer):
         self.scaling[adapter_name] = alpha / math.sqrt(r) if config.use_rslora else alpha / r
         self.dropout_p[adapter_name] = config.lora_dropout
         self.create_tensors(adapter_name, r, config.lora_bias)
-        initialise(self, adapter_name, config.init_lora_weights)
+        initialise(self, adapter_name, config.init_lora_weights, config.loftq_config)
         self.variant[adapter_name] = variant_for(config)
         self.variant[adapter_name].init(self, adapter_name)
 
