@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 
 from app.db.session import session_scope
 from app.services import jobs
+from app.services.jobs import JobStatus
 from app.settings import Settings, get_settings
 from tests.support.databases import empty_tables, migrate
 from tests.support.fixtures import FAST_TIMINGS
@@ -65,6 +66,19 @@ class Stack:
             job = self.job(job_id)
             logs = "\n".join(f"--- {w.log_path.name}\n{w.log()[-2500:]}" for w in self.workers)
             raise AssertionError(f"{exc}\njob: {job.status} {job.message!r}\nlog tail:\n{job.log_tail}\n{logs}") from None
+
+    def wait_job(self, job_id: int, ready: Callable[[Any], bool], *, what: str, timeout: float = 60) -> Any:
+        """Wait until `ready(job)` holds for the running job; fail at once, with its message, if it ends first."""
+
+        def probe() -> Any:
+            job = self.job(job_id)
+            if ready(job):
+                return job
+            if JobStatus(job.status).terminal:
+                raise AssertionError(f"job {job_id} ended {job.status} before {what}: {job.message}\n{job.log_tail[-2000:]}")
+            return None
+
+        return wait_for(probe, timeout=timeout, what=f"{what} (job {job_id})")
 
     def runs(self, job_id: int) -> list[dict[str, Any]]:
         """What the fake trainer recorded: one entry per run of the job (pid, start step)."""

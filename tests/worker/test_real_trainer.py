@@ -15,7 +15,6 @@ import pytest
 from app.db.session import session_scope
 from app.services import metrics
 from tests.support.stack import running_stack
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +54,7 @@ def test_demo_job_trains_and_saves_a_peft_adapter(real_stack):
 
 def test_real_run_killed_mid_way_resumes_from_its_checkpoint(real_stack):
     job_id = real_stack.submit(name="real resume", max_steps=12, checkpoint_every=4)
-    job = wait_for(lambda: (j := real_stack.job(job_id)).last_checkpoint_step and j.status == "running" and j,
-                   timeout=300, what="a first checkpoint")
+    job = real_stack.wait_job(job_id, lambda j: j.last_checkpoint_step and j.status == "running", what="a first checkpoint", timeout=240)
     os.kill(job.worker_pid, signal.SIGKILL)
     job = real_stack.wait_status(job_id, "succeeded", "failed", timeout=300)
     assert job.status == "succeeded", f"{job.message}\n{job.log_tail}"

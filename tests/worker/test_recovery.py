@@ -14,7 +14,6 @@ import pytest
 from app.services.jobs import JobStatus
 from tests.support.processes import free_port, pid_alive, start_web, wait_gone
 from tests.support.stack import running_stack
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +40,7 @@ def test_restarting_the_web_server_and_the_broker_loses_nothing(request, tmp_pat
 def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(request, tmp_path):
     with running_stack(request, tmp_path, "sqlite+filesystem") as stack:
         job_id = stack.submit(name="delay=0.05", max_steps=30, checkpoint_every=5)
-        job = wait_for(lambda: (j := stack.job(job_id)).last_checkpoint_step and j, timeout=60, what="a checkpoint")
+        job = stack.wait_job(job_id, lambda j: j.last_checkpoint_step, what="a checkpoint")
         child = job.worker_pid
         stack.workers[0].kill()  # SIGKILL of the worker itself: nobody is left to renew the lease
         wait_gone(child)  # its training child notices and exits: no run is left behind
@@ -67,7 +66,7 @@ def test_two_workers_never_run_one_job_twice(request, tmp_path):
 def test_a_worker_shutting_down_hands_its_job_back_without_using_an_attempt(request, tmp_path):
     with running_stack(request, tmp_path, "sqlite+filesystem") as stack:
         job_id = stack.submit(name="delay=0.05", max_steps=30, checkpoint_every=5)
-        job = wait_for(lambda: (j := stack.job(job_id)).last_checkpoint_step and j, timeout=60, what="a checkpoint")
+        job = stack.wait_job(job_id, lambda j: j.last_checkpoint_step, what="a checkpoint")
         os.kill(stack.workers[0].pid, signal.SIGTERM)  # warm shutdown, as `docker compose stop` or Ctrl-C
         stack.workers[0].proc.wait(30)
         assert not pid_alive(job.worker_pid)

@@ -43,8 +43,7 @@ def test_submit_runs_to_success_with_metrics_and_an_adapter(stack):
 
 def test_cancel_stops_the_run_and_its_process(stack):
     job_id = stack.submit(name="delay=0.05", max_steps=2000)
-    job = wait_for(lambda: (j := stack.job(job_id)).progress_step >= 3 and j.worker_pid and j, timeout=60, what="a few steps")
-    pid = job.worker_pid
+    pid = stack.wait_job(job_id, lambda j: j.progress_step >= 3 and j.worker_pid, what="a few steps").worker_pid
     with session_scope(stack.settings) as session:
         jobs.request_cancel(session, job_id=job_id)
     job = stack.wait_status(job_id, "cancelled", timeout=30)
@@ -55,7 +54,7 @@ def test_cancel_stops_the_run_and_its_process(stack):
 
 def test_a_run_that_ignores_cancel_is_killed_after_the_grace_period(stack):
     job_id = stack.submit(name="hang delay=0.05", max_steps=2000)
-    pid = wait_for(lambda: (j := stack.job(job_id)).progress_step >= 3 and j.worker_pid, timeout=60, what="a few steps")
+    pid = stack.wait_job(job_id, lambda j: j.progress_step >= 3 and j.worker_pid, what="a few steps").worker_pid
     with session_scope(stack.settings) as session:
         jobs.request_cancel(session, job_id=job_id)
     job = stack.wait_status(job_id, "cancelled", timeout=30)
@@ -65,7 +64,7 @@ def test_a_run_that_ignores_cancel_is_killed_after_the_grace_period(stack):
 
 def test_sigkill_of_the_training_process_resumes_from_its_checkpoint(stack):
     job_id = stack.submit(name="delay=0.05", max_steps=40, checkpoint_every=5)
-    job = wait_for(lambda: (j := stack.job(job_id)).last_checkpoint_step and j.last_checkpoint_step >= 10 and j, timeout=60, what="two checkpoints")
+    job = stack.wait_job(job_id, lambda j: (j.last_checkpoint_step or 0) >= 10, what="two checkpoints")
     os.kill(job.worker_pid, signal.SIGKILL)
     job = stack.wait_status(job_id, "succeeded", timeout=60)
     first, second = stack.runs(job_id)
