@@ -122,7 +122,10 @@ class TunerModel(nn.Module):
         if config.target_modules is not None and not (isinstance(config.target_modules, list) and not config.target_modules):
             names = resolve_targets(config, self.model, skip)
             missed = check_unmatched_entries(config, names)
-            if missed:
+            saved_whole = [t for t in missed if any(n == t or n.endswith("." + t) for n in skip)]
+            if saved_whole:
+                warnings.warn(f"target_modules entries {saved_whole} are trained whole as modules_to_save, so they get no adapter", stacklevel=3)
+            if missed := [t for t in missed if t not in saved_whole]:
                 warnings.warn(f"target_modules entries {missed} matched no module (typo?)", stacklevel=3)
         for name in names:
             self._inject_one(spec, config, adapter_name, name)

@@ -207,6 +207,11 @@ def test_saving_an_unknown_adapter_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_only_the_main_process_writes(tmp_path):
+    three_adapters().save_pretrained(tmp_path / "out", is_main_process=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_saved_sub_folders_load_back_with_load_adapter(tmp_path):
     model = three_adapters()
     expected = {}

@@ -251,6 +251,14 @@ def test_list_entry_matching_nothing_warns_with_its_name():
     assert not any("q_proj'" in str(w.message) and "qproj" not in str(w.message) for w in record)
 
 
+def test_target_that_is_trained_whole_says_so_instead_of_typo():
+    """With SEQ_CLS the head is in modules_to_save: targeting it too gives it no adapter (as in peft), and says why."""
+    with pytest.warns(UserWarning, match=r"\['classifier'\] are trained whole as modules_to_save") as record:
+        model = peft_core.get_peft_model(models.tiny_bert(), LoraConfig(task_type="SEQ_CLS", target_modules=["query", "classifier"]))
+    assert not any("typo" in str(w.message) for w in record)
+    assert not isinstance(model.base_model.model.classifier.modules_to_save["default"], AdapterLayer)
+
+
 def test_no_warning_when_every_entry_matches():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
