@@ -27,6 +27,7 @@ from torch.func import functional_call
 from ...base_layers import BaseLayerView
 from ...errors import ConfigError, UnsupportedLayerError
 from ...layer import AdapterLayer
+from ...tuner_model import split_parent
 from .layer import LoraLayer
 
 if TYPE_CHECKING:
@@ -184,8 +185,6 @@ def add_parameter_adapters(tuner_model: TunerModel, config: LoraConfig, adapter_
     """Wrap the owner of each targeted parameter (nesting for several on one module) and add the adapter."""
     if not config.target_parameters:
         return
-    from ...tuner_model import split_parent
-
     model = tuner_model.model
     for module_name, pname in find_target_parameters(model, list(config.target_parameters), type(config).__name__):
         full = f"{module_name}.{pname}" if module_name else pname

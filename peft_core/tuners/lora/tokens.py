@@ -30,6 +30,7 @@ from ...base_layers import BaseLayerView, view_for
 from ...errors import ConfigError, UnsupportedLayerError
 from ...layer import AdapterLayer
 from ...targeting import name_matches
+from ...tuner_model import split_parent
 
 if TYPE_CHECKING:
     from ...tuner_model import TunerModel
@@ -213,8 +214,6 @@ def _tied_head(model: nn.Module, source: TrainableTokensLayer) -> tuple[str, nn.
 
 def wrap_rows(model: nn.Module, name: str, layer_cls: type[TrainableTokensLayer], adapter_name: str, config: Any, **kwargs: Any) -> TrainableTokensLayer:
     """Add a token adapter to module `name`, wrapping it in `layer_cls` unless it already is one."""
-    from ...tuner_model import split_parent
-
     parent, child, module = split_parent(model, name)
     if isinstance(module, layer_cls):
         module.add_adapter(adapter_name, config, **kwargs)
