@@ -4,7 +4,8 @@ Same interface and hook calls as the real trainer, no torch: each step sleeps, r
 progress and a log line, polls should_stop, and checkpoints every training.checkpoint_every steps
 (a JSON file with the step, enough to resume). Behaviour switches come from the job name, so each test
 job says what it wants: "delay=0.05" seconds per step, "hang" (ignore should_stop), "fail" (a
-TrainingError at step 2), "crash" (an unexpected exception at step 2).
+TrainingError at step 2), "crash" (an unexpected exception at step 2), "pause_at=N" (the first run
+waits after step N until it is killed or cancelled, so a test can kill it at a known point).
 
 It also keeps evidence for the tests in the work folder: runs.jsonl (one line per run: pid, start
 step) and OVERLAP if it ever found another run of the same job still holding its lock.
@@ -47,6 +48,7 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
     if spec["dataset"]["source"] == "jsonl" and not Path(spec["dataset"]["path"]).is_file():
         raise TrainingError(f"dataset file {spec['dataset']['path']} does not exist on the worker")
     start = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+    first_run = not (work_dir / "runs.jsonl").exists()
     with (work_dir / "runs.jsonl").open("a") as fh:
         fh.write(json.dumps({"pid": os.getpid(), "start_step": start}) + "\n")
     hooks.on_log(f"fake trainer: steps {start + 1}..{total}")
@@ -56,7 +58,7 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
             raise TrainingCancelled(f"stopped at step {step - 1}")
         time.sleep(delay)
         if step == 2 and "fail" in knobs:
-            raise TrainingError("dataset row 7 has no 'messages' field", )
+            raise TrainingError("dataset row 7 has no 'messages' field")
         if step == 2 and "crash" in knobs:
             raise KeyError("boom")
         loss = 3.0 / step
@@ -68,6 +70,10 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "state.json").write_text(json.dumps({"step": step}))
             hooks.on_checkpoint(str(folder), step)
+        if first_run and step == int(knobs.get("pause_at", 0)):
+            while not hooks.should_stop():  # keeps the reporter flushing while it waits
+                time.sleep(0.05)
+            raise TrainingCancelled(f"stopped while paused at step {step}")
     adapter = work_dir / "adapter"
     adapter.mkdir(exist_ok=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": spec["method"]["peft_type"]}))

@@ -39,15 +39,14 @@ def test_restarting_the_web_server_and_the_broker_loses_nothing(request, tmp_pat
 
 def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(request, tmp_path):
     with running_stack(request, tmp_path, "sqlite+filesystem") as stack:
-        job_id = stack.submit(name="delay=0.05", max_steps=30, checkpoint_every=5)
-        job = stack.wait_job(job_id, lambda j: j.last_checkpoint_step, what="a checkpoint")
-        child = job.worker_pid
+        job_id = stack.submit(name="delay=0.02 pause_at=7", max_steps=15, checkpoint_every=5)
+        child = stack.wait_job(job_id, lambda j: j.progress_step == 7 and j.worker_pid, what="step 7").worker_pid
         stack.workers[0].kill()  # SIGKILL of the worker itself: nobody is left to renew the lease
         wait_gone(child)  # its training child notices and exits: no run is left behind
         stack.add_worker()  # a new worker reaps the expired lease and resumes the job
         job = stack.wait_status(job_id, "succeeded", timeout=60)
         first, second = stack.runs(job_id)
-        assert second["start_step"] >= 5 and job.attempt == 2 and not stack.overlapped(job_id)
+        assert second["start_step"] == 5 and job.attempt == 2 and not stack.overlapped(job_id)
 
 
 def test_two_workers_never_run_one_job_twice(request, tmp_path):
@@ -65,14 +64,14 @@ def test_two_workers_never_run_one_job_twice(request, tmp_path):
 
 def test_a_worker_shutting_down_hands_its_job_back_without_using_an_attempt(request, tmp_path):
     with running_stack(request, tmp_path, "sqlite+filesystem") as stack:
-        job_id = stack.submit(name="delay=0.05", max_steps=30, checkpoint_every=5)
-        job = stack.wait_job(job_id, lambda j: j.last_checkpoint_step, what="a checkpoint")
+        job_id = stack.submit(name="delay=0.02 pause_at=7", max_steps=15, checkpoint_every=5)
+        job = stack.wait_job(job_id, lambda j: j.progress_step == 7 and j.worker_pid, what="step 7")
         os.kill(stack.workers[0].pid, signal.SIGTERM)  # warm shutdown, as `docker compose stop` or Ctrl-C
         stack.workers[0].proc.wait(30)
         assert not pid_alive(job.worker_pid)
         job = stack.job(job_id)
         assert job.status == JobStatus.QUEUED.value and job.attempt == 0
-        assert job.message.startswith("Its worker was shut down. It will resume from step")
+        assert job.message == "Its worker was shut down. It will resume from step 5 (attempt 1 of 3)."
         stack.add_worker()
         job = stack.wait_status(job_id, "succeeded", timeout=60)
-        assert job.attempt == 1 and stack.runs(job_id)[1]["start_step"] >= 5
+        assert job.attempt == 1 and stack.runs(job_id)[1]["start_step"] == 5
