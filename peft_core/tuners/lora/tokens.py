@@ -107,7 +107,8 @@ class TrainableTokensLayer(AdapterLayer):
             return
         field = "token_indices" if token_indices is None else "trainable_token_indices"
         indices = list(config.token_indices if token_indices is None else token_indices)
-        rows = self.view.in_features if self.view.kind == "embedding" else self.view.out_features
+        weight = self.view.get_weight()  # (vocab, dim) for both kinds: row i belongs to token i
+        rows = weight.shape[0]
         bad = [i for i in indices if not 0 <= i < rows]
         if bad:
             raise ConfigError(
@@ -116,7 +117,7 @@ class TrainableTokensLayer(AdapterLayer):
                  "(resize the embeddings first to add tokens)"],
             )
         init = config.init_weights if init_weights is None else init_weights
-        original = self.view.get_weight()[indices].clone()
+        original = weight[indices].clone()
         self.token_indices[adapter_name] = indices
         self.original_rows[adapter_name] = original
         self.deltas[adapter_name] = nn.Parameter(original.clone() if init else torch.randn_like(original))
