@@ -18,8 +18,10 @@ For each, with LoRA and with DoRA (r=8, all-linear, non-zero B so the adapter ma
                       to 2e-3 as on the CPU. With bf16 weights they need not agree closely: peft's LoRA merge
                       re-quantizes the fp32 sum W + s B A (and leaves that layer's quant_state in fp32), while
                       peft's DoRA merge and both of peft_core's round the sum to the layer's dtype first
-    dequantize_merge  merge_and_unload(dequantize=True): dense layers, logits equal the adapted model's;
-                      for LoRA the merged weight is bit-equal to dequant(W) + s B A rounded to the compute dtype
+    dequantize_merge  merge_and_unload(dequantize=True): dense layers, logits equal those of the adapted model
+                      over dequantized base layers (unmerged); for LoRA the merged weight is bit-equal to
+                      dequant(W) + s B A rounded to the compute dtype. Also reported: the distance to the adapted
+                      quantized model (the same, except for 8-bit on CUDA, whose int8 matmul rounds activations)
 and per quantization: unmerge after merge restores the weight up to rounding (B = 0), and adapting a
 deep copy leaves the original model untouched. Then QLoRA training (nf4, each engine's
 prepare_model_for_kbit_training, gradient checkpointing, 12 AdamW steps on one batch, both engines from
@@ -228,11 +230,20 @@ class Checker:
         if variant == "lora":
             reference = (q_proj.view.get_weight(torch.float32) + q_proj.delta_weight("default").float()).to(compute_dtype)
         adapted = self.logits(ours_loaded)
+        # the same adapter, unmerged, over dequantized (dense) copies of the base layers: what the merged
+        # model must reproduce. It equals `adapted` where the quantized layer computes x @ dequant(W) (4-bit;
+        # 8-bit on the CPU); bnb's CUDA LLM.int8 matmul also rounds the activations to int8, so there the
+        # quantized model itself is `quantized_forward_error` away from it
+        twin = copy.deepcopy(ours_loaded)
+        twin.base_model._dequantize_base_layers()
+        adapted_dense = self.logits(twin)
+        del twin
         dense = ours_loaded.merge_and_unload(dequantize=True)
         dq = dense.model.layers[0].self_attn.q_proj
         is_dense = type(dq) is torch.nn.Linear and dq.weight.dtype == compute_dtype
         weight_exact = True if reference is None else bool(torch.equal(dq.weight.detach(), reference))
-        d = self.maxdiff(self.logits(dense), adapted)
+        merged_logits = self.logits(dense)
+        d = self.maxdiff(merged_logits, adapted_dense)
         self.record(
             quant,
             f"{variant}/dequantize_merge",
@@ -241,6 +252,8 @@ class Checker:
             tol=tol,
             dense_linear=is_dense,
             weight_bit_exact=weight_exact if reference is not None else "n/a (DoRA)",
+            vs_adapted_quantized=self.maxdiff(merged_logits, adapted),
+            quantized_forward_error=self.maxdiff(adapted_dense, adapted),
             requantized_merge_error=err_ours,
         )
 
@@ -351,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sys.path.insert(0, os.path.abspath(args.engine_src) if args.engine_src else str(Path(__file__).resolve().parent.parent))
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="MatMul8bitLt")  # once per 8-bit forward with fp32 inputs
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     t0 = time.perf_counter()
 
