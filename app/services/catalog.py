@@ -97,7 +97,7 @@ def _arch(model_type: str, h: int, layers: int, ff: int, vocab: int, heads: int,
 
 
 # The built-in demo model: a tiny Llama-shaped decoder the worker builds in code (no download).
-DEMO_ARCH = _arch("llama", 128, 4, 344, 2048, 4, 4, 32)
+DEMO_ARCH = _arch("llama", 128, 4, 344, 512, 4, 4, 32)  # worker.training.demo.RECIPE
 
 MODELS: tuple[ModelInfo, ...] = (
     ModelInfo(DEMO_MODEL, "Built-in demo model (offline)", DEMO_ARCH),

@@ -27,7 +27,8 @@ from app.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SPARK_POINTS = 40
-RATE_WINDOW = 200  # recent metric rows behind the ETA (rows arrive in batches sharing one timestamp)
+RATE_WINDOW = 200  # recent metric rows behind the ETA (rows arrive in batches, about one a second)
+MIN_RATE_SPAN_SECONDS = 3.0
 
 
 @dataclass
@@ -92,8 +93,8 @@ def _seconds_per_step(session: Session, job_id: int) -> float | None:
         return None
     (last_step, last_at), (first_step, first_at) = rows[0], rows[-1]
     span = (last_at - first_at).total_seconds()
-    if last_step <= first_step or span <= 0:
-        return None  # all in one batch: no rate yet
+    if last_step <= first_step or span < MIN_RATE_SPAN_SECONDS:
+        return None  # rows of one or two batches: too soon for a rate
     return span / (last_step - first_step)
 
 

@@ -250,9 +250,12 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         out: list[Any] = []
         for name in ("header", "status", "progress", "tiles"):
             out.append(_changed(view, name, values[name]))
-        out.append(loss_frame(view.rows) if new_metrics or "plots" not in view.drawn else gr.skip())
-        out.append(lr_frame(view.rows) if new_metrics or "plots" not in view.drawn else gr.skip())
-        view.drawn["plots"] = True
+        # Never send an empty frame: the chart fixes its series colours from the first data it gets.
+        redraw = bool(view.rows) and (new_metrics or "plots" not in view.drawn)
+        out.append(loss_frame(view.rows) if redraw else gr.skip())
+        out.append(lr_frame(view.rows) if redraw else gr.skip())
+        if redraw:
+            view.drawn["plots"] = True
         for name in ("config", "config_json", "log", "artifacts"):
             out.append(_changed(view, name, values[name]))
         out.append(_changed(view, "download", values["download"], gr.update(visible=adapter is not None, link=adapter)))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 
+from app.db.base import utcnow
+from app.db.models import Metric
 from app.services import artifacts, jobs, runs
 from app.services.jobs import ArtifactKind, JobStateError, JobStatus
 
@@ -41,12 +45,20 @@ def test_summary_has_last_losses_trace_and_duration(session, studio):
 def test_running_summary_has_an_eta(session, studio):
     job = jobs.create_job(session, spec=SPEC)
     claim = jobs.claim_job(session, job_id=job.id, owner="w1", lease_seconds=60)
-    jobs.record_metrics(session, job_id=job.id, rows=[{"step": 1, "loss": 2.0}], owner=claim.owner)
-    jobs.record_metrics(session, job_id=job.id, rows=[{"step": 2, "loss": 1.9}], owner=claim.owner)
+    jobs.record_metrics(session, job_id=job.id, rows=[{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.9}], owner=claim.owner)
     jobs.record_progress(session, job_id=job.id, owner=claim.owner, step=2, total=10)
     summary, _ = runs.get_run(session, job_id=job.id)
     assert summary.status == "running" and summary.fraction == pytest.approx(0.2)
-    assert summary.eta_seconds is not None and summary.eta_seconds >= 0
+    assert summary.eta_seconds is None  # one batch of rows: too soon to tell
+    # from step 1 to step 10 in 4 seconds: 4/9 s per step
+    later = utcnow() + timedelta(seconds=4)
+    session.execute(insert(Metric), [{"job_id": job.id, "step": 10, "loss": 1.0, "created_at": later}])
+    session.commit()
+    summary, _ = runs.get_run(session, job_id=job.id)
+    assert summary.seconds_per_step == pytest.approx(4 / 9, rel=0.05)
+    jobs.record_progress(session, job_id=job.id, owner=claim.owner, step=6, total=10)
+    summary, _ = runs.get_run(session, job_id=job.id)
+    assert summary.eta_seconds == pytest.approx(4 * 4 / 9, rel=0.05)
 
 
 def test_clone_spec_copies_the_config_under_a_new_name(session, studio):

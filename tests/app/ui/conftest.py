@@ -8,6 +8,7 @@ to try the pages quickly; by default the real trainer trains the built-in demo m
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[3]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+DEMO_CACHE = REPO / "test-artifacts" / "cache"  # the built demo model, reused across test sessions (git-ignored)
 START_TIMEOUT = 180
 
 
@@ -112,11 +114,24 @@ def studio(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         pytest.skip(f"the browser tests train the demo model with the real trainer, but {missing}; "
                     "PEFT_STUDIO_TEST_TRAINER=tests.worker.fake_trainer:run_training runs them with a stand-in")
     server = Studio(tmp_path_factory.mktemp("studio") / "data")
+    if not os.environ.get("PEFT_STUDIO_TEST_TRAINER"):
+        _seed_demo_model(server.data_dir)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def _seed_demo_model(data_dir: Path) -> None:
+    """Copy the demo model into the data directory, building it once into DEMO_CACHE if needed.
+
+    The worker would build the same model (deterministic, keyed by its recipe's fingerprint) on the
+    first demo run; seeding it keeps the tests about the studio, not about a minute of pre-training.
+    """
+    subprocess.run([sys.executable, "-m", "worker.training.demo", "--data-dir", str(DEMO_CACHE)], cwd=REPO, check=True,
+                   capture_output=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    shutil.copytree(DEMO_CACHE / "demo-model", data_dir / "demo-model")
 
 
 @pytest.fixture(scope="module")

@@ -51,15 +51,22 @@ def _open_new_run(page, studio: Studio) -> None:
     page.locator("#ps-summary .ps-estimate").wait_for()
 
 
-def _load_adapter(folder: Path) -> None:
-    """The downloaded adapter loads onto the demo model with peft_core and changes nothing at init but the keys it names."""
-    import peft_core
-    from worker.training.demo import build_demo_model
+def _load_adapter(folder: Path, data_dir: Path) -> None:
+    """The downloaded adapter loads onto the demo base model with peft_core and changes its output."""
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    base = build_demo_model()
-    model = peft_core.PeftModel.from_pretrained(base, str(folder))
-    adapted = [name for name, _ in model.named_parameters() if "lora_" in name]
-    assert adapted, "the adapter added no LoRA weights"
+    import peft_core
+    from worker.training.demo import demo_model_dir
+
+    base = AutoModelForCausalLM.from_pretrained(demo_model_dir(data_dir))
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        before = base(ids).logits
+        model = peft_core.PeftModel.from_pretrained(base, str(folder))
+        after = model(ids).logits
+    assert any("lora_A" in name for name, _ in model.named_parameters()), "the adapter added no LoRA weights"
+    assert not torch.allclose(before, after), "the trained adapter does not change the model's output"
 
 
 def test_start_a_demo_run_watch_it_reload_and_download_the_adapter(studio: Studio, page, browser, tmp_path):
@@ -110,7 +117,7 @@ def test_start_a_demo_run_watch_it_reload_and_download_the_adapter(studio: Studi
     zipfile.ZipFile(io.BytesIO(data)).extractall(folder)
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in folder.iterdir()}
     if not os.environ.get("PEFT_STUDIO_TEST_TRAINER"):  # a stand-in trainer writes no real weights
-        _load_adapter(folder)
+        _load_adapter(folder, studio.data_dir)
 
     # A restarted web process shows the same run: everything comes from the database.
     loss_before = page.locator("#ps-run-tiles .ps-tile-loss .ps-tile-value").inner_text()
