@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from .base_layers import is_linear_like
 from .errors import ConfigError, NoMatchingModulesError
+from .layer import AdapterLayer
 
 ALL_LINEAR = "all-linear"
 
@@ -74,7 +75,8 @@ def resolve_targets(config, model: nn.Module, skip_prefixes: Iterable[str] = ())
         if not name or any(name == s or name.startswith(s + ".") for s in skip):
             continue
         if targets == ALL_LINEAR:
-            if not is_linear_like(module) or name in heads:
+            wrapped = getattr(module, "base_layer", None) if isinstance(module, AdapterLayer) else None
+            if not is_linear_like(wrapped if wrapped is not None else module) or name in heads:
                 continue
         elif not name_matches(name, targets):
             continue

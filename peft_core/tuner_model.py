@@ -118,6 +118,9 @@ class TunerModel(nn.Module):
             n for n, m in self.model.named_modules()
             if n and (isinstance(m, ModulesToSaveWrapper) or any(n == e or n.endswith("." + e) for e in to_save))
         ]
+        # Inside an existing adapter layer only the layer itself is a target (a second adapter is added to
+        # it); its base_layer and adapter sub-modules (lora_A.<name> is an nn.Linear) never are.
+        skip += [f"{n}.{child}" for n, m in self.model.named_modules() if isinstance(m, AdapterLayer) for child, _ in m.named_children()]
         names: list[str] = []
         if config.target_modules is not None and not (isinstance(config.target_modules, list) and not config.target_modules):
             names = resolve_targets(config, self.model, skip)

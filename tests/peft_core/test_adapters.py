@@ -495,3 +495,18 @@ def test_generate_uses_the_adapter():
     merged_generated = merged.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False)
     assert torch.equal(generated, merged_generated)
     assert base_generated.shape == generated.shape
+
+
+def test_second_all_linear_adapter_does_not_wrap_adapter_internals():
+    """all-linear on a model that already has LoRA layers adds to those layers; it never adapts their
+    base_layer or their lora_A/lora_B linears."""
+    from peft_core.layer import AdapterLayer
+    from tests.peft_core.models import tiny_llama
+
+    model = peft_core.get_peft_model(tiny_llama(), peft_core.LoraConfig(target_modules="all-linear"))
+    layers_before = sum(isinstance(m, AdapterLayer) for m in model.modules())
+    model.add_adapter("second", peft_core.LoraConfig(target_modules="all-linear"))
+    assert sum(isinstance(m, AdapterLayer) for m in model.modules()) == layers_before
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert set(q_proj.adapter_names) == {"default", "second"}
+    assert not isinstance(q_proj.base_layer, AdapterLayer)
