@@ -125,7 +125,7 @@ def _corpus(recipe: DemoRecipe) -> tuple[list[str], list[str]]:
     return sequences, [demo_tasks.pretraining_text(rng, 1) for _ in range(recipe.tokenizer_texts)] + rendered
 
 
-def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
+def build_tokenizer(texts: list[str], recipe: DemoRecipe) -> Any:
     """A byte-level BPE tokenizer (any input text is encodable) with the ChatML template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -134,13 +134,13 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=recipe.vocab_size,
         special_tokens=[PAD, IM_START, IM_END],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     core.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=IM_END, model_max_length=RECIPE.max_positions)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=IM_END, model_max_length=recipe.max_positions)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -211,7 +211,7 @@ def build_demo_model(out: Path, recipe: DemoRecipe = RECIPE, log: Callable[[str]
     """Build tokenizer and model into `out` (a transformers folder) and describe the build."""
     started = time.perf_counter()
     sequences, tokenizer_texts = _corpus(recipe)
-    tokenizer = build_tokenizer(tokenizer_texts, recipe.vocab_size)
+    tokenizer = build_tokenizer(tokenizer_texts, recipe)
     with _one_thread():
         model = build_model(tokenizer, recipe)
         loss = pretrain(model, tokenizer, sequences, recipe, log) if recipe.pretrain_steps else float("nan")

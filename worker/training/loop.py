@@ -295,7 +295,8 @@ def train(
     # --- setup
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
-    model = wrap_model(base, job, precision, hooks.on_log)
+    with out_of_memory_as_training_error(settings, "while moving the model to the GPU"):
+        model = wrap_model(base, job, precision, hooks.on_log)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = configure_optimizer(model, settings)
     scaler = torch.amp.GradScaler(precision.device.type) if precision.grad_scaler else None
