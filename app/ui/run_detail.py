@@ -194,9 +194,9 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
     view_state = gr.State(None)
     with gr.Column(visible=False, elem_id="ps-run-picker") as picker:
         picker_note = gr.HTML()
-        with gr.Row():
-            pick = gr.Dropdown(label=S.RUN_PICK, info=S.RUN_PICK_INFO, choices=[], scale=4)
-            open_picked = gr.Button(S.ACTION_OPEN, variant="primary", scale=1, min_width=120)
+        with gr.Row(equal_height=False, elem_classes=["ps-picker"]):
+            pick = gr.Dropdown(label=S.RUN_PICK, info=S.RUN_PICK_INFO, choices=[], scale=1, elem_id="ps-run-pick")
+            open_picked = gr.Button(S.ACTION_OPEN, variant="primary", size="md", scale=0, min_width=120, elem_classes=["ps-run-action"])
     with gr.Column(visible=False, elem_id="ps-run-page") as page:
         with gr.Row(equal_height=False, elem_classes=["ps-run-top"]):
             header = gr.HTML(elem_id="ps-run-header", apply_default_css=False, scale=1, min_width=360)

@@ -148,7 +148,8 @@ footer, .nav-holder { display: none !important; }  /* our own top bar replaces G
 /* run page */
 .ps-run-title { display: flex; align-items: center; gap: 12px; }
 .ps-run-top { align-items: center !important; gap: 10px !important; }
-.ps-run-top .ps-run-action { white-space: nowrap; flex: none !important; width: auto !important; padding: 8px 16px !important; }
+.ps-picker { align-items: flex-end !important; max-width: 760px; }
+.ps-run-top .ps-run-action, .ps-picker .ps-run-action { white-space: nowrap; flex: none !important; width: auto !important; padding: 8px 16px !important; }
 .ps-progress { margin: 6px 0 4px; }
 .ps-progress .ps-bar { height: 10px; }
 .ps-progress .ps-sub { font-size: 13px; margin-top: 6px; }
