@@ -107,28 +107,15 @@ def _size(raw: str) -> int:
     return value
 
 
-def _database_url(raw: str) -> str:
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", raw):
-        raise ValueError(f"expected sqlite:///path/to/studio.db or postgresql+psycopg://user@host/db, got {raw!r}")
-    return raw
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    """A parser accepting text that starts with a match of `pattern` (anchor it with $ to match it all)."""
 
+    def parse(raw: str) -> str:
+        if not re.match(pattern, raw):
+            raise ValueError(f"expected {expected}, got {raw!r}")
+        return raw
 
-def _broker_url(raw: str) -> str:
-    if not re.match(r"^(filesystem|redis|rediss|amqp|pyamqp|memory)://", raw):
-        raise ValueError(f"expected filesystem:// (embedded) or redis://host:6379/0, got {raw!r}")
-    return raw
-
-
-def _queue_name(raw: str) -> str:
-    if not re.fullmatch(r"[\w.-]+", raw):
-        raise ValueError(f"use letters, digits, '.', '_' or '-', got {raw!r}")
-    return raw
-
-
-def _trainer(raw: str) -> str:
-    if not re.fullmatch(r"[\w.]+:\w+", raw):
-        raise ValueError(f"expected 'package.module:function', got {raw!r}")
-    return raw
+    return parse
 
 
 def _log_level(raw: str) -> str:
@@ -139,18 +126,18 @@ def _log_level(raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "data_dir": lambda raw: Path(_text(raw)).expanduser().resolve(),
-    "database_url": _database_url,
-    "broker_url": _broker_url,
+    "database_url": _matching(r"(sqlite|postgresql)(\+\w+)?://", "sqlite:///path/to/studio.db or postgresql+psycopg://user@host/db"),
+    "broker_url": _matching(r"(filesystem|redis|rediss|amqp|pyamqp|memory)://", "filesystem:// (embedded) or redis://host:6379/0"),
     "host": _text,
     "port": _int_in(1, 65535),
-    "queue": _queue_name,
+    "queue": _matching(r"[\w.-]+$", "letters, digits, '.', '_' or '-'"),
     "lease_seconds": _seconds(1.0),
     "reap_interval_seconds": _seconds(0.1),
     "redeliver_after_seconds": _seconds(1.0),
     "cancel_grace_seconds": _seconds(0.0),
     "max_attempts": _int_in(1, 100),
     "max_upload_bytes": _size,
-    "trainer": _trainer,
+    "trainer": _matching(r"[\w.]+:\w+$", "'package.module:function'"),
     "log_level": _log_level,
 }
 
