@@ -197,8 +197,8 @@ def pretrain(model: Any, tokenizer: Any, sequences: list[str], recipe: DemoRecip
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """Build on one CPU thread: the same bits on every machine, and no thread spin-waiting when the
-    machine is busy (with 2 threads on a loaded 2-core box a build took 20x longer than with 1)."""
+    """Build on one CPU thread: the same bits however many cores the machine has, and no threads
+    spin-waiting on each other when it is busy (on a loaded 2-core box, 2 threads took 5x longer than 1)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

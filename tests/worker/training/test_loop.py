@@ -160,3 +160,13 @@ def test_every_registered_method_trains(tmp_path, data_dir, peft_type):
     result = run_training(spec, tmp_path, Recorder().hooks())
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert result["steps"] == 2 and config["peft_type"] == peft_type
+
+
+def test_importing_the_trainer_does_not_import_torch():
+    """The job runner imports the hooks and errors before it knows it will train (keeps its parent light)."""
+    import subprocess
+    import sys
+
+    code = "import sys, worker.training, worker.training.hooks, worker.training.errors; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
