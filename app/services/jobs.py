@@ -324,15 +324,24 @@ def _requeue_or_fail(
 def reap(session: Session, *, settings: Settings | None = None, redeliver_all: bool = False) -> ReapReport:
     """Recover from vanished workers and lost messages; safe to run anywhere, any number of times.
 
-    Running jobs whose lease expired are requeued (or failed when out of attempts, or cancelled when a
-    cancel was pending); queued jobs that no worker took within redeliver_after_seconds (all queued jobs
-    when `redeliver_all`, as at worker start) are sent to the broker again. Duplicates are harmless:
-    claim_job lets only one delivery through.
+    Commits, then sends a message for every job it requeued or found waiting too long (all queued jobs
+    when `redeliver_all`, as at worker start). Duplicates are harmless: claim_job lets one through.
     """
     settings = settings or get_settings()
-    now = utcnow()
     report = ReapReport()
-    expired = [Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now]
+    reap_expired(session, report=report)
+    stale = stale_queued(session, settings=settings, everything=redeliver_all, report=report)
+    session.commit()
+    for job_id in [*report.requeued, *stale]:
+        if broker.ring(job_id, settings) and job_id in stale:
+            report.redelivered.append(job_id)
+    return report
+
+
+def reap_expired(session: Session, *, report: ReapReport) -> None:
+    """Running jobs whose lease expired (their worker died): requeue to resume from the last checkpoint
+    while attempts are left, else fail them with the reason; cancel those with a pending cancel."""
+    expired = [Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < utcnow()]
     for job_id, cancel in session.execute(select(Job.id, Job.cancel_requested).where(*expired)).all():
         if cancel:
             if transition(session, job_id=job_id, to=JobStatus.CANCELLED, message="Cancelled (its worker stopped before confirming).", where=expired):
@@ -344,19 +353,21 @@ def reap(session: Session, *, settings: Settings | None = None, redeliver_all: b
             report.requeued.append(job_id)
         elif status is JobStatus.FAILED:
             report.failed.append(job_id)
+
+
+def stale_queued(session: Session, *, settings: Settings, everything: bool, report: ReapReport) -> list[int]:
+    """Queued jobs no worker took within redeliver_after_seconds (or all): their clock restarts, the caller
+    sends them again. Queued jobs with a cancel request are cancelled instead."""
+    now = utcnow()
     queued = [Job.status == JobStatus.QUEUED.value]
     for job_id in session.scalars(select(Job.id).where(*queued, Job.cancel_requested.is_(True))).all():
         if transition(session, job_id=job_id, to=JobStatus.CANCELLED, message="Cancelled before it started.", where=queued):
             report.cancelled.append(job_id)
-    stale = queued if redeliver_all else [*queued, Job.enqueued_at < now - timedelta(seconds=settings.redeliver_after_seconds)]
-    stale_ids = list(session.scalars(select(Job.id).where(*stale, Job.cancel_requested.is_(False))).all())
-    if stale_ids:
-        session.execute(update(Job).where(Job.id.in_(stale_ids), *queued).values(enqueued_at=now))
-    session.commit()
-    for job_id in [*report.requeued, *stale_ids]:
-        if broker.ring(job_id, settings) and job_id in stale_ids:
-            report.redelivered.append(job_id)
-    return report
+    waiting = queued if everything else [*queued, Job.enqueued_at < now - timedelta(seconds=settings.redeliver_after_seconds)]
+    stale = list(session.scalars(select(Job.id).where(*waiting, Job.cancel_requested.is_(False))).all())
+    if stale:
+        session.execute(update(Job).where(Job.id.in_(stale), *queued).values(enqueued_at=now))
+    return stale
 
 
 # --- what a run reports: metrics, checkpoints, logs, artifacts --------------------------------
