@@ -240,3 +240,18 @@ def test_list_jobs_newest_first_and_by_status(session):
     jobs.request_cancel(session, job_id=a.id)
     assert [j.id for j in jobs.list_jobs(session)] == [b.id, a.id]
     assert [j.id for j in jobs.list_jobs(session, status=JobStatus.CANCELLED)] == [a.id]
+
+
+def test_a_broker_outage_at_submit_leaves_the_job_queued_for_the_reaper(session, studio, caplog):
+    from dataclasses import replace
+
+    from tests.support.processes import free_port
+
+    offline = replace(studio, broker_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    job = jobs.create_job(session, spec=SPEC, settings=offline)
+    assert job.status == "queued" and jobs.get_job(session, job_id=job.id).status == "queued"
+    assert f"job {job.id} is queued but the broker" in caplog.text
+    session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=utcnow() - timedelta(seconds=60)))
+    session.commit()
+    assert jobs.reap(session, settings=studio).redelivered == [job.id]  # the broker is back: sent again
+    assert queued_messages(studio) == [("studio.train", [job.id])]
