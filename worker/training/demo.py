@@ -96,7 +96,7 @@ def ensure_demo_model(data_dir: Path | None = None, *, recipe: DemoRecipe = RECI
     if (target / "demo_build.json").is_file() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the demo model (once, about {recipe.pretrain_steps // 10} s on a laptop CPU) in {target}")
+    log(f"building the demo model once (about 20 s on a laptop CPU) in {target}")
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         info = build_demo_model(tmp, recipe, log)
