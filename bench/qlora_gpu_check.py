@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import platform
 import sys
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sys.path.insert(0, os.path.abspath(args.engine_src) if args.engine_src else str(Path(__file__).resolve().parent.parent))
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="MatMul8bitLt")  # once per 8-bit forward with fp32 inputs
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "MatMul8bitLt: inputs will be cast ..." per forward
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     t0 = time.perf_counter()
 
