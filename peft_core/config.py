@@ -25,6 +25,10 @@ from .errors import ConfigError
 from .types import PeftType, TaskType
 
 CONFIG_NAME = "adapter_config.json"
+# The peft release whose checkpoint format and maths peft_core follows. A config saved without a
+# `peft_version` gets this one, with ours as a PEP 440 local label: peft parses the field (it warns that
+# OFT checkpoints older than 0.18 used another Cayley-Neumann series, and fails on a null version).
+PEFT_FORMAT_VERSION = "0.21.2"
 
 
 def option(
@@ -244,9 +248,13 @@ class PeftConfig(Schema):
 
         Like peft's, this writes the config as it is: PeftModel.save_pretrained passes inference_mode=True.
         """
+        from . import __version__
+
         os.makedirs(save_directory, exist_ok=True)
         data = self.to_dict()
         data.update(extra)
+        if data.get("peft_version") is None:
+            data["peft_version"] = f"{PEFT_FORMAT_VERSION}+peftcore.{__version__}"
         with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(data, indent=2, sort_keys=True))
 
