@@ -23,7 +23,13 @@ from .errors import (
     UnsupportedLayerError,
 )
 from .registry import get_method, register_method, registered_methods
+from .tuners.boft import BOFTConfig
+from .tuners.ia3 import IA3Config
+from .tuners.ln_tuning import LNTuningConfig
+from .tuners.loha import LoHaConfig
+from .tuners.lokr import LoKrConfig
 from .tuners.lora.config import LoraConfig
+from .tuners.oft import OFTConfig
 from .tuners.trainable_tokens import TrainableTokensConfig
 from .types import PeftType, TaskType
 
@@ -61,11 +67,17 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AdapterConfig",
     "AdapterNotFoundError",
+    "BOFTConfig",
     "CheckpointError",
     "ConfigError",
+    "IA3Config",
+    "LNTuningConfig",
+    "LoHaConfig",
+    "LoKrConfig",
     "LoraConfig",
     "MergeError",
     "NoMatchingModulesError",
+    "OFTConfig",
     "PeftConfig",
     "PeftCoreError",
     "PeftType",
