@@ -41,7 +41,7 @@ class PlainLora:
 
 class DoRA(PlainLora):
     def _norm(self, layer: LoraLayer, name: str, weight: torch.Tensor) -> torch.Tensor:
-        combined = weight + layer.lora_weight(name).detach().to(weight.dtype) * layer.scaling[name]
+        combined = weight + layer.lora_weight(name).detach().to(weight.device, weight.dtype) * layer.scaling[name]
         return layer.column_norm(combined).clamp_min(DORA_NORM_EPS)
 
     def init(self, layer: LoraLayer, name: str) -> None:
