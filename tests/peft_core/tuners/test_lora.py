@@ -140,3 +140,16 @@ def test_dora_zero_weight_row_is_finite():
             assert torch.isfinite(p.grad).all(), name
     merged = peft_model.merge_and_unload(safe_merge=True)
     assert torch.isfinite(merged.lin0.weight).all()
+
+
+def test_dora_norm_follows_the_base_weights_device():
+    """DoRA's norm is computed where the base weight lives, whatever device the adapter tensors are on
+    at that moment (creating DoRA on a GPU model failed with a device mismatch, found on the H200).
+    The meta device stands in for a second device on CPU-only machines."""
+    from peft_core.tuners.lora.variants import DoRA
+
+    peft_model = peft_core.get_peft_model(models.MLP(), peft_core.LoraConfig(target_modules=["lin0"], use_dora=True, init_lora_weights=False))
+    layer = peft_model.base_model.model.lin0
+    elsewhere = layer.view.get_weight(torch.float32).to("meta")
+    norm = DoRA()._norm(layer, "default", elsewhere)
+    assert norm.device.type == "meta" and norm.shape == (16,)
