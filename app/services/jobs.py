@@ -393,7 +393,13 @@ def record_metrics(session: Session, *, job_id: int, rows: Iterable[dict[str, An
 
 
 def record_progress(session: Session, *, job_id: int, owner: str, step: int, total: int | None) -> bool:
-    stmt = update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(progress_step=step, progress_total=total, updated_at=utcnow())
+    """Progress of a running job; its message says where training is (it said "Starting." since the claim)."""
+    message = f"Training: step {step:,} of {total:,}." if total else f"Training: step {step:,}."
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
+        .values(progress_step=step, progress_total=total, message=message, updated_at=utcnow())
+    )
     ok = session.execute(stmt).rowcount == 1
     session.commit()
     return ok

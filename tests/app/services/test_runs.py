@@ -49,6 +49,7 @@ def test_running_summary_has_an_eta(session, studio):
     jobs.record_progress(session, job_id=job.id, owner=claim.owner, step=2, total=10)
     summary, _ = runs.get_run(session, job_id=job.id)
     assert summary.status == "running" and summary.fraction == pytest.approx(0.2)
+    assert jobs.get_job(session, job_id=job.id).message == "Training: step 2 of 10."
     assert summary.eta_seconds is None  # one batch of rows: too soon to tell
     # from step 1 to step 10 in 4 seconds: 4/9 s per step
     later = utcnow() + timedelta(seconds=4)
