@@ -21,6 +21,7 @@ from typing import Any
 
 from peft_core.config import Schema, option
 from peft_core.errors import ConfigError, PeftCoreError
+from peft_core.quantization import QUANTIZATION_CHOICES
 from peft_core.registry import registered_methods
 
 DEMO_MODEL = "demo"
@@ -56,6 +57,12 @@ class TrainingSettings(Schema):
     log_every: int = option(1, help="Write metrics every N optimizer steps.", gt=0, advanced=True)
     precision: str = option("auto", help="auto = bf16 on a GPU that supports it, else fp32.", choices=("auto", "fp32", "bf16", "fp16"), advanced=True)
     gradient_checkpointing: bool = option(False, help="Trade compute for memory on long sequences.", advanced=True)
+    quantization: str = option(
+        "none",
+        help="Load the base model in 8-bit or 4-bit (QLoRA) to fit a bigger model in less memory; needs bitsandbytes.",
+        choices=QUANTIZATION_CHOICES,
+        advanced=True,
+    )
     train_on_completions_only: bool = option(True, help="Mask prompt tokens out of the loss for chat and prompt/completion data.", advanced=True)
 
 

@@ -47,7 +47,10 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
 
     chosen = precision.choose_precision(settings.precision)
     with precision.out_of_memory_as_training_error(settings, "while loading the base model"):
-        base = model.load_base_model(job.base_model, dtype=chosen.weights_dtype, data_dir=demo.default_data_dir(), log=hooks.on_log)
+        base = model.load_base_model(
+            job.base_model, dtype=chosen.weights_dtype, data_dir=demo.default_data_dir(), log=hooks.on_log,
+            quantization=settings.quantization, device=str(chosen.device),
+        )
     hooks.on_log(f"base model: {base.source}")
     if rows.format == "chat" and data.ensure_chat_template(base.tokenizer):
         hooks.on_log("the tokenizer has no chat template: using the studio's plain '### User:' template (saved with the adapter)")

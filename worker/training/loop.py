@@ -204,7 +204,13 @@ def wrap_model(base: BaseModel, job: JobSpec, precision: Precision, log: Any) ->
     import peft_core
 
     settings = job.training
-    if settings.gradient_checkpointing:
+    quantized = settings.quantization != "none"
+    if quantized:  # freeze, upcast norms/head to fp32, input grads for checkpointing (QLoRA recipe)
+        peft_core.prepare_model_for_kbit_training(
+            base.model, use_gradient_checkpointing=settings.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        log(f"base model loaded in {settings.quantization} (bitsandbytes)")
+    elif settings.gradient_checkpointing:
         if getattr(base.model, "supports_gradient_checkpointing", False):
             base.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         else:
@@ -215,7 +221,8 @@ def wrap_model(base: BaseModel, job: JobSpec, precision: Precision, log: Any) ->
         model = peft_core.get_peft_model(base.model, config)
     except peft_core.PeftCoreError as exc:
         raise TrainingError(f"The method settings do not fit {job.base_model}: {exc}", hint="Adjust the method's target modules or settings.") from exc
-    model.to(precision.device)
+    if not quantized:  # a quantized model was placed on its device at load time and cannot be moved
+        model.to(precision.device)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

@@ -30,13 +30,19 @@ def looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
 
 
-def load_base_model(name: str, *, dtype: torch.dtype, data_dir: Path, log: Callable[[str], None] = print) -> BaseModel:
-    """Load the base model and tokenizer named in the job (raises TrainingError); `log` hears of a demo build."""
+def load_base_model(
+    name: str, *, dtype: torch.dtype, data_dir: Path, log: Callable[[str], None] = print, quantization: str = "none", device: str = "cpu"
+) -> BaseModel:
+    """Load the base model and tokenizer named in the job (raises TrainingError); `log` hears of a demo build.
+
+    With quantization "8bit"/"4bit-*" the linear layers are loaded through bitsandbytes, placed on `device`
+    at load time (quantized models cannot be moved afterwards) and prepared for k-bit training."""
+    extra = _quantized_loading(quantization, dtype, device)
     if name == "demo":
         from .demo import ensure_demo_model
 
         folder = ensure_demo_model(data_dir, log=log)
-        loaded = _load(str(folder), dtype, local=True, shown="the built-in demo model")
+        loaded = _load(str(folder), dtype, local=True, shown="the built-in demo model", **extra)
         return _finish(loaded, f"the built-in demo model ({folder})")
     folder = Path(name).expanduser()
     if folder.is_dir():
@@ -45,19 +51,33 @@ def load_base_model(name: str, *, dtype: torch.dtype, data_dir: Path, log: Calla
                 f"The folder {folder} is not a transformers model: it has no config.json.",
                 hint="Point base_model at a folder saved with save_pretrained (config.json, weights, tokenizer files).",
             )
-        return _finish(_load(str(folder), dtype, local=True, shown=f"the folder {folder}"), f"local folder {folder}")
+        return _finish(_load(str(folder), dtype, local=True, shown=f"the folder {folder}", **extra), f"local folder {folder}")
     if looks_like_path(name):
         raise TrainingError(f"The model folder {name} does not exist on the worker.", hint="Check the path, or give a Hub model id.")
-    return _finish(_load(name, dtype, local=False, shown=name), f"{name} (Hugging Face Hub)")
+    return _finish(_load(name, dtype, local=False, shown=name, **extra), f"{name} (Hugging Face Hub)")
 
 
-def _load(name_or_path: str, dtype: torch.dtype, *, local: bool, shown: str) -> tuple[Any, Any]:
+def _quantized_loading(quantization: str, dtype: torch.dtype, device: str) -> dict[str, Any]:
+    """from_pretrained arguments for a quantized load (none for 'none'); a clear error without bitsandbytes."""
+    if quantization == "none":
+        return {}
+    from peft_core.errors import PeftCoreError
+    from peft_core.quantization import bitsandbytes_config
+
+    try:
+        config = bitsandbytes_config(quantization, compute_dtype=dtype)
+    except PeftCoreError as exc:
+        raise TrainingError(str(exc), hint="Install bitsandbytes on the worker, or set training.quantization to 'none'.") from exc
+    return {"quantization_config": config, "device_map": {"": device}}
+
+
+def _load(name_or_path: str, dtype: torch.dtype, *, local: bool, shown: str, **extra: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs, **extra)
     except TrainingError:
         raise
     except Exception as exc:
