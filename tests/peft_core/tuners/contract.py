@@ -196,3 +196,16 @@ def check_two_adapters(case: Case, second: peft_core.PeftConfig) -> None:
     assert not [n for n, _ in ours.named_parameters() if ".other." in n]
     torch.testing.assert_close(outputs(ours, case.inputs), seen[1], **TOL)
     torch.testing.assert_close(outputs(ours, case.inputs), reference_outputs(case, theirs), **TOL)
+
+
+def check_beyond_peft(case: Case, tmp_path) -> None:
+    """For layers peft refuses for this method: the adapter changes the outputs, a save/load round trip in
+    peft_core keeps them, and merging keeps them."""
+    model = ours_model(case)
+    expected = outputs(model, case.inputs)
+    with model.disable_adapter():
+        assert not torch.allclose(outputs(model, case.inputs), expected, **TOL)
+    model.save_pretrained(tmp_path)
+    loaded = peft_core.PeftModel.from_pretrained(case.factory(), tmp_path)
+    torch.testing.assert_close(outputs(loaded, case.inputs), expected, **TOL)
+    check_merge_keeps_outputs(case)

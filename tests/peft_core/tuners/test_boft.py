@@ -99,3 +99,16 @@ def test_training_changes_only_adapter_and_lowers_loss():
 @pytest.mark.oracle
 def test_two_adapters():
     contract.check_two_adapters(CASES[4], boft(target_modules=["q_proj", "down_proj"], boft_block_size=4))
+
+
+BEYOND_PEFT = [
+    Case("gpt2-conv1d-transformers", models.tiny_gpt2, TOKENS, boft(target_modules=["c_attn", "c_fc"], boft_block_size=8)),
+    Case("mlp-conv1d", models.MLP, IDS, boft(target_modules=["conv"], boft_block_size=8)),
+    Case("convnet-conv3d", models.ConvNet, IMAGES, boft(target_modules=["conv3d"], boft_block_size=9)),
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's BOFT refuses GPT-2's Conv1D; Conv1d and Conv3d go through the same rotated-weight path as Conv2d."""
+    contract.check_beyond_peft(case, tmp_path)

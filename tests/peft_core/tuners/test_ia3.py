@@ -96,3 +96,12 @@ def test_unmerge_restores_weights_and_bias():
     model.unmerge_adapter()
     for key, value in model.base_model.model.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=1e-6, atol=1e-6)
+
+
+BEYOND_PEFT = [Case("mlp-conv1d", models.MLP, IDS, ia3(target_modules=["conv", "lin0"], feedforward_modules=["conv"]))]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's IA3 refuses nn.Conv1d; ours adapts every convolution through the same code."""
+    contract.check_beyond_peft(case, tmp_path)

@@ -9,7 +9,7 @@ import torch
 import peft_core
 from peft_core.tuners.ln_tuning import LNTuningConfig
 from tests.peft_core import models
-from tests.peft_core.oracle import peft
+from tests.peft_core.oracle import outputs, peft
 from tests.peft_core.tuners import contract
 from tests.peft_core.tuners.contract import IDS, SEQ2SEQ, TOKENS, Case
 
@@ -84,3 +84,15 @@ def test_merge_and_unload_leaves_the_tuned_module():
     tuned = model.base_model.model.model.norm.ln_tuning_layers["default"]
     merged = model.merge_and_unload()
     assert merged.model.norm is tuned
+
+
+def test_adapters_on_different_targets():
+    """Where the active adapter has no copy the frozen module runs (peft's forward fails here)."""
+    base = models.tiny_llama()
+    model = peft_core.get_peft_model(base, LNTuningConfig(task_type="CAUSAL_LM"))
+    model.add_adapter("other", LNTuningConfig(task_type="CAUSAL_LM", target_modules=["norm"]))
+    contract.randomize_adapter(model, "other")
+    model.set_adapter("other")
+    only_other = peft_core.get_peft_model(models.tiny_llama(), LNTuningConfig(task_type="CAUSAL_LM", target_modules=["norm"]))
+    peft_core.set_peft_model_state_dict(only_other, peft_core.get_peft_model_state_dict(model, adapter_name="other"))
+    torch.testing.assert_close(outputs(model.eval(), TOKENS), outputs(only_other.eval(), TOKENS))

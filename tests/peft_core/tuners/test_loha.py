@@ -90,3 +90,23 @@ def test_conv3d_works_beyond_peft():
     model = peft_core.get_peft_model(models.ConvNet(), loha(target_modules=["conv3d"], use_effective_conv2d=True))
     expected = outputs(model, IMAGES)
     torch.testing.assert_close(outputs(model.merge_and_unload(), IMAGES), expected, **contract.MERGE_TOL)
+
+
+BEYOND_PEFT = [
+    Case("gpt2-conv1d-transformers", models.tiny_gpt2, TOKENS, loha(target_modules=["c_attn", "c_fc"])),
+    Case("convnet-conv3d", models.ConvNet, IMAGES, loha(target_modules=["conv3d"], use_effective_conv2d=True)),
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's LoHa refuses GPT-2's Conv1D and Conv3d; ours adapts them through the base-layer views."""
+    contract.check_beyond_peft(case, tmp_path)
+
+
+def test_rank_dropout_of_every_row_gives_a_zero_update():
+    """peft divides by the kept fraction even when nothing is kept (NaN); ours adds nothing."""
+    base = models.MLP()
+    expected = outputs(base, IDS)
+    model = peft_core.get_peft_model(base, loha(target_modules=["lin0"], rank_dropout=1.0)).train()
+    torch.testing.assert_close(model(IDS), expected)

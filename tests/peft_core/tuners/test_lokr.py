@@ -113,3 +113,17 @@ def test_effective_conv1d_works_where_peft_fails():
     assert "conv.lokr_t2" in "".join(peft_core.get_peft_model_state_dict(model))
     expected = outputs(model, IDS)
     torch.testing.assert_close(outputs(model.merge_and_unload(), IDS), expected, **contract.MERGE_TOL)
+
+
+BEYOND_PEFT = [
+    Case("gpt2-conv1d-transformers", models.tiny_gpt2, TOKENS, lokr(target_modules=["c_attn", "c_fc"], r=2)),
+    Case("convnet-conv3d", models.ConvNet, IMAGES, lokr(target_modules=["conv3d"], r=1, use_effective_conv2d=True)),
+    Case("mlp-effective-conv1d", models.MLP, IDS, lokr(target_modules=["conv"], r=1, use_effective_conv2d=True)),
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's LoKr refuses GPT-2's Conv1D and Conv3d, and fails on an effective (Tucker) Conv1d (a view
+    error in its Kronecker product); ours adapts them through the base-layer views."""
+    contract.check_beyond_peft(case, tmp_path)

@@ -126,3 +126,16 @@ def test_saved_config_states_the_peft_format_version(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         peft.PeftModel.from_pretrained(models.MLP(), tmp_path)
+
+
+BEYOND_PEFT = [
+    Case("gpt2-conv1d-transformers", models.tiny_gpt2, TOKENS, oft(target_modules=["c_attn", "c_fc"], oft_block_size=8)),
+    Case("mlp-conv1d", models.MLP, IDS, oft(target_modules=["conv"], oft_block_size=8)),
+    Case("convnet-conv3d", models.ConvNet, IMAGES, oft(target_modules=["conv3d"], oft_block_size=9)),
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's OFT refuses GPT-2's Conv1D; Conv1d and Conv3d go through the same rotated-weight path as Conv2d."""
+    contract.check_beyond_peft(case, tmp_path)

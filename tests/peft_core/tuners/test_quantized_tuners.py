@@ -1,7 +1,8 @@
-"""IA3, LoHa, LoKr, OFT and BOFT on a bitsandbytes 4-bit tiny Llama (CPU), through the same layer classes
-as on nn.Linear. Where peft runs the method on 4-bit layers (IA3, OFT, BOFT) it is the oracle directly;
-peft's LoHa/LoKr fail on 4-bit layers, so for them the oracle is peft on the dequantized weights (the
-function the quantized layer computes). Comparisons run in train mode: see tests/peft_core/test_quantized.py.
+"""IA3, LoHa, LoKr, OFT, BOFT and LN tuning on a bitsandbytes 4-bit (and, for IA3 and LoHa, 8-bit) tiny
+Llama on CPU, through the same layer classes as on nn.Linear. Where peft runs the method on quantized
+layers (IA3, OFT, BOFT, LN tuning) it is the oracle directly; peft's LoHa/LoKr fail on 4-bit layers, so
+for them the oracle is peft on the dequantized weights (the function the quantized layer computes).
+Comparisons run in train mode: see tests/peft_core/test_quantized.py.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ bnb = pytest.importorskip("bitsandbytes")
 
 import peft_core  # noqa: E402
 from peft_core.base_layers import view_for  # noqa: E402
+from peft_core.training import is_quantized_model  # noqa: E402
 from peft_core.tuners.boft import BOFTConfig  # noqa: E402
 from peft_core.tuners.ia3 import IA3Config  # noqa: E402
+from peft_core.tuners.ln_tuning import LNTuningConfig  # noqa: E402
 from peft_core.tuners.loha import LoHaConfig  # noqa: E402
 from peft_core.tuners.lokr import LoKrConfig  # noqa: E402
 from peft_core.tuners.oft import OFTConfig  # noqa: E402
 from tests.peft_core import models  # noqa: E402
 from tests.peft_core.oracle import oracle_config, peft  # noqa: E402
 from tests.peft_core.test_quantized import load_quantized, logits  # noqa: E402
+from tests.peft_core.tuners.contract import randomize_adapter  # noqa: E402
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -35,15 +39,21 @@ def base_dir(tmp_path_factory):
     models.tiny_llama(hidden_size=64, intermediate_size=128).save_pretrained(path)
     return path
 
-# (id, config, where peft is the oracle: on the 4-bit model itself or on its dequantized weights)
+IA3 = IA3Config(task_type="CAUSAL_LM", init_ia3_weights=False)
+LOHA = LoHaConfig(task_type="CAUSAL_LM", target_modules="all-linear", r=4, init_weights=False)
+# (id, config, quantization, where peft is the oracle: on the quantized model itself or on its dequantized weights)
 CASES = [
-    ("ia3", IA3Config(task_type="CAUSAL_LM", init_ia3_weights=False), "quantized"),
-    ("ia3-all-linear", IA3Config(task_type="CAUSAL_LM", target_modules="all-linear", feedforward_modules=["down_proj"], init_ia3_weights=False), "quantized"),
-    ("loha", LoHaConfig(task_type="CAUSAL_LM", target_modules="all-linear", r=4, init_weights=False), "dequantized"),
-    ("lokr", LoKrConfig(task_type="CAUSAL_LM", target_modules="all-linear", r=2, init_weights=False), "dequantized"),
-    ("oft", OFTConfig(task_type="CAUSAL_LM", target_modules="all-linear", oft_block_size=8, init_weights=False), "quantized"),
-    ("boft", BOFTConfig(task_type="CAUSAL_LM", target_modules="all-linear", boft_block_size=8, init_weights=False), "quantized"),
+    ("ia3", IA3, "4bit-nf4", "quantized"),
+    ("ia3-8bit", IA3, "8bit", "quantized"),
+    ("ia3-all-linear", IA3Config(task_type="CAUSAL_LM", target_modules="all-linear", feedforward_modules=["down_proj"], init_ia3_weights=False), "4bit-nf4", "quantized"),
+    ("loha", LOHA, "4bit-nf4", "dequantized"),
+    ("loha-8bit", LOHA, "8bit", "dequantized"),
+    ("lokr", LoKrConfig(task_type="CAUSAL_LM", target_modules="all-linear", r=2, init_weights=False), "4bit-nf4", "dequantized"),
+    ("oft", OFTConfig(task_type="CAUSAL_LM", target_modules="all-linear", oft_block_size=8, init_weights=False), "4bit-nf4", "quantized"),
+    ("boft", BOFTConfig(task_type="CAUSAL_LM", target_modules="all-linear", boft_block_size=8, init_weights=False), "4bit-nf4", "quantized"),
+    ("ln-tuning", LNTuningConfig(task_type="CAUSAL_LM"), "4bit-nf4", "quantized"),
 ]
+IDS = [c[0] for c in CASES]
 
 
 def dequantized(model):
@@ -56,55 +66,63 @@ def dequantized(model):
     return model
 
 
-def oracle_base(base_dir, where: str):
-    model = load_quantized(base_dir, "4bit-nf4")
+def ours_model(base_dir, config, quantization: str):
+    model = peft_core.get_peft_model(load_quantized(base_dir, quantization), copy.deepcopy(config)).train()
+    randomize_adapter(model)  # LN tuning's copies start equal to the originals
+    return model
+
+
+def oracle_base(base_dir, quantization: str, where: str):
+    model = load_quantized(base_dir, quantization)
     return dequantized(model) if where == "dequantized" else model
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_outputs_and_checkpoints_match_peft(base_dir, case, tmp_path):
-    _, config, where = case
-    ours = peft_core.get_peft_model(load_quantized(base_dir, "4bit-nf4"), copy.deepcopy(config)).train()
-    layer = ours.base_model.model.model.layers[0].self_attn.v_proj
-    assert layer.view.quantized
+    _, config, quantization, where = case
+    ours = ours_model(base_dir, config, quantization)
+    assert is_quantized_model(ours)
     expected = logits(ours)
 
-    theirs = peft.get_peft_model(oracle_base(base_dir, where), oracle_config(config)).train()
+    theirs = peft.get_peft_model(oracle_base(base_dir, quantization, where), oracle_config(config)).train()
     state = peft_core.get_peft_model_state_dict(ours)
     assert sorted(state) == sorted(peft.get_peft_model_state_dict(theirs))
     assert not peft.set_peft_model_state_dict(theirs, state).unexpected_keys
     torch.testing.assert_close(logits(theirs), expected, **TOL)
 
     ours.save_pretrained(tmp_path / "ours")
-    their_loaded = peft.PeftModel.from_pretrained(oracle_base(base_dir, where), tmp_path / "ours").train()
+    their_loaded = peft.PeftModel.from_pretrained(oracle_base(base_dir, quantization, where), tmp_path / "ours").train()
     torch.testing.assert_close(logits(their_loaded), expected, **TOL)
     theirs.save_pretrained(tmp_path / "theirs")
-    ours_loaded = peft_core.PeftModel.from_pretrained(load_quantized(base_dir, "4bit-nf4"), tmp_path / "theirs").train()
+    ours_loaded = peft_core.PeftModel.from_pretrained(load_quantized(base_dir, quantization), tmp_path / "theirs").train()
     torch.testing.assert_close(logits(ours_loaded), expected, **TOL)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+WEIGHT_CASES = [c for c in CASES if c[0] != "ln-tuning"]  # LN tuning merges by swapping modules, no weight algebra
+
+
+@pytest.mark.parametrize("case", WEIGHT_CASES, ids=[c[0] for c in WEIGHT_CASES])
 def test_dequantized_merge_is_exact(base_dir, case):
-    _, config, _ = case
-    model = peft_core.get_peft_model(load_quantized(base_dir, "4bit-nf4"), copy.deepcopy(config)).train()
+    _, config, quantization, _ = case
+    model = ours_model(base_dir, config, quantization)
     expected = logits(model)
     merged = model.merge_and_unload(dequantize=True)
     assert type(merged.model.layers[0].self_attn.v_proj) is torch.nn.Linear
     torch.testing.assert_close(logits(merged), expected, **TOL)
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=["ia3", "loha"])
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("ia3", "loha")], ids=["ia3", "loha"])
 def test_merge_requantizes_with_a_warning(base_dir, case):
     """peft refuses to merge IA3 into 4-bit layers and cannot run LoHa on them; ours merges and re-quantizes."""
-    _, config, _ = case
-    model = peft_core.get_peft_model(load_quantized(base_dir, "4bit-nf4"), copy.deepcopy(config)).train()
+    _, config, quantization, _ = case
+    model = ours_model(base_dir, config, quantization)
     expected = logits(model)
     with pytest.warns(UserWarning, match="re-quantizes"):
         merged = model.merge_and_unload()
     assert isinstance(merged.model.layers[0].self_attn.v_proj, bnb.nn.Linear4bit)
     error = (logits(merged) - expected).abs().max()
-    effect = (logits(load_quantized(base_dir, "4bit-nf4")) - expected).abs().max()  # what the adapter changes
+    effect = (logits(load_quantized(base_dir, quantization)) - expected).abs().max()  # what the adapter changes
     assert error < 0.5 * effect  # re-quantizing rounds the merged weights but keeps most of the adapter's effect
 
 
