@@ -47,6 +47,14 @@ class Job(Base):
     log_tail: Mapped[str] = mapped_column(Text, default="")
     log_lines: Mapped[int] = mapped_column(Integer, default=0)
 
+    # The merge of a succeeded run into its base model (app.services.merges): its own small lifecycle.
+    merge_status: Mapped[str | None] = mapped_column(String(16))
+    merge_message: Mapped[str | None] = mapped_column(Text)
+    merge_done: Mapped[int | None] = mapped_column(Integer)
+    merge_total: Mapped[int | None] = mapped_column(Integer)
+    merge_owner: Mapped[str | None] = mapped_column(String(200))
+    merge_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
