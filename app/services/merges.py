@@ -1,0 +1,142 @@
+"""Merging a succeeded run's adapter into its base model, as a background step on the run's own row.
+
+A merge is one step after a run, never a run of its own, so it lives in a few merge_* columns of the
+run's Job row instead of a second kind of job. The DB is the source of truth: request_merge() sets
+merge_status 'queued' and rings the worker by task name (MERGE_TASK, the message carries only the job
+id); the worker claims it with one conditional UPDATE (queued -> running, with an owner token and a
+lease), so a duplicate delivery gets nothing and two merges of one run never run at once. Progress,
+the ending and its message are written only by the lease owner. A merge whose worker died (lease
+expired) may be requested again.
+
+The web process imports this module: no torch, no worker package.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from enum import Enum
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app import broker
+from app.db.base import utcnow
+from app.db.models import Artifact, Job
+from app.services.artifact_files import describe_folder
+from app.services.artifacts import latest_artifact
+from app.services.jobs import ArtifactKind, JobStateError, JobStatus, get_job
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+MERGE_TASK = "studio.merge"
+
+
+class MergeStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def merged_dir(settings: Settings, job_id: int) -> Path:
+    """Where a run's merged model is written: next to its training files."""
+    return settings.jobs_dir / str(job_id) / "merged"
+
+
+def ring_merge(job_id: int, settings: Settings | None = None) -> bool:
+    """Ask a worker to merge run `job_id`; False (logged) when the broker is down (the request stays queued)."""
+    settings = settings or get_settings()
+    try:
+        broker.client(settings).send_task(MERGE_TASK, args=[job_id], queue=settings.queue, retry=True,
+                                          retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1})
+    except Exception as exc:  # the request stays in the DB; asking again sends it again
+        log.warning("merge of run %s is queued but the broker could not be reached (%s)", job_id, exc)
+        return False
+    return True
+
+
+def request_merge(session: Session, *, job_id: int, settings: Settings | None = None) -> Job:
+    """Queue the merge of run `job_id`; raises JobStateError (in words) when it cannot be merged now.
+
+    Refused unless the run succeeded and has an adapter, and while a merge of it is queued or running
+    (one whose worker vanished, lease expired, may be asked again). A merged run may be merged again:
+    the new files replace the old ones once written.
+    """
+    settings = settings or get_settings()
+    job = get_job(session, job_id=job_id)
+    if job.status != JobStatus.SUCCEEDED.value:
+        raise JobStateError(f"run {job_id} is {job.status}; only a run that succeeded can be merged into its base model")
+    if latest_artifact(session, job_id=job_id, kind=ArtifactKind.ADAPTER) is None:
+        raise JobStateError(f"run {job_id} has no saved adapter to merge")
+    now = utcnow()
+    idle = (Job.merge_status.is_(None)) | Job.merge_status.in_([MergeStatus.SUCCEEDED.value, MergeStatus.FAILED.value]) | (
+        (Job.merge_status == MergeStatus.RUNNING.value) & (Job.merge_lease_expires_at < now)
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, idle)
+        .values(merge_status=MergeStatus.QUEUED.value, merge_message="Waiting for a worker to merge.", merge_done=0, merge_total=None,
+                merge_owner=None, merge_lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount != 1:
+        session.rollback()
+        raise JobStateError(f"run {job_id} is already being merged; wait for that merge to end")
+    session.commit()
+    ring_merge(job_id, settings)
+    return get_job(session, job_id=job_id)
+
+
+def claim_merge(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
+    """Take the queued merge of run `job_id` (False: not ours: a duplicate delivery, taken, or not requested)."""
+    now = utcnow()
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.merge_status == MergeStatus.QUEUED.value)
+        .values(merge_status=MergeStatus.RUNNING.value, merge_owner=owner, merge_lease_expires_at=now + timedelta(seconds=lease_seconds),
+                merge_message="Merging: starting.", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    won = session.execute(stmt).rowcount == 1
+    session.commit()
+    return won
+
+
+def _owned(job_id: int, owner: str) -> tuple:
+    return (Job.id == job_id, Job.merge_owner == owner, Job.merge_status == MergeStatus.RUNNING.value)
+
+
+def renew_merge_lease(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
+    stmt = update(Job).where(*_owned(job_id, owner)).values(merge_lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
+    session.commit()
+    return ok
+
+
+def record_merge_progress(session: Session, *, job_id: int, owner: str, done: int, total: int) -> bool:
+    """Shards written so far, and the message a person reads while waiting."""
+    stmt = update(Job).where(*_owned(job_id, owner)).values(
+        merge_done=done, merge_total=total, merge_message=f"Merging: shard {done} of {total} written.", updated_at=utcnow())
+    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
+    session.commit()
+    return ok
+
+
+def finish_merge(session: Session, *, job_id: int, owner: str, ok: bool, message: str, folder: Path | None = None) -> bool:
+    """End our merge; on success the merged folder's artifact (size, sha256) is recorded in the same commit,
+    so no reader sees a succeeded merge without its files. False when the merge is no longer ours."""
+    status = MergeStatus.SUCCEEDED if ok else MergeStatus.FAILED
+    described = describe_folder(folder) if ok and folder is not None else None  # hashing takes a while: outside the transaction
+    stmt = update(Job).where(*_owned(job_id, owner)).values(
+        merge_status=status.value, merge_message=message, merge_owner=None, merge_lease_expires_at=None, updated_at=utcnow())
+    if session.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
+        session.rollback()
+        return False
+    if described is not None:
+        size, digest = described
+        session.add(Artifact(job_id=job_id, kind=ArtifactKind.MERGED.value, path=str(folder), size_bytes=size, sha256=digest, created_at=utcnow()))
+    session.commit()
+    return True
