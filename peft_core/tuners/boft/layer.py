@@ -81,19 +81,19 @@ class BOFTLayer(AdapterLayer):
     def adapter_dtype(self, adapter_name: str) -> torch.dtype:
         return self.boft_R[adapter_name].dtype
 
-    def rotations(self, adapter_name: str) -> torch.Tensor:
-        """The orthogonal blocks (m, k, b, b) as used now (training: multiplicative dropout on one factor)."""
+    def rotations(self, adapter_name: str, dropout: bool = False) -> torch.Tensor:
+        """The orthogonal blocks (m, k, b, b) (with multiplicative dropout on one factor if asked)."""
         raw = self.boft_R[adapter_name]
         blocks = cayley((raw - raw.transpose(-1, -2)) / 2)
         p = self.dropout_p[adapter_name]
-        if self.training and p > 0:
+        if dropout and p > 0:
             factor = int(torch.randint(blocks.shape[0], (1,)))
             blocks = blocks.index_copy(0, torch.tensor([factor], device=blocks.device), drop_blocks(blocks[factor], p)[None])
         return blocks
 
-    def rotate_rows(self, rows: torch.Tensor, adapter_name: str, transposed: bool = False) -> torch.Tensor:
+    def rotate_rows(self, rows: torch.Tensor, adapter_name: str, transposed: bool = False, dropout: bool = False) -> torch.Tensor:
         """rows (..., n) times B, or times B^T (= B^-1) when transposed."""
-        blocks = self.rotations(adapter_name).to(rows.dtype)
+        blocks = self.rotations(adapter_name, dropout).to(rows.dtype)
         factors = range(blocks.shape[0])
         for i in reversed(factors) if transposed else factors:
             rotation = blocks[i].transpose(-1, -2) if transposed else blocks[i]
@@ -108,9 +108,13 @@ class BOFTLayer(AdapterLayer):
     def _scale(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
         return self.boft_s[adapter_name].reshape(-1, 1).to(dtype)
 
-    def merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
-        rows = self.rotate_rows(weight.reshape(weight.shape[0], -1), adapter_name)
+    def rotate_weight(self, adapter_name: str, weight: torch.Tensor, dropout: bool = False) -> torch.Tensor:
+        """diag(s) W B (W as (out, n))."""
+        rows = self.rotate_rows(weight.reshape(weight.shape[0], -1), adapter_name, dropout=dropout)
         return (rows * self._scale(adapter_name, weight.dtype)).reshape(weight.shape)
+
+    def merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return self.rotate_weight(adapter_name, weight)
 
     def unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         rows = weight.reshape(weight.shape[0], -1) / self._scale(adapter_name, weight.dtype)
@@ -120,7 +124,7 @@ class BOFTLayer(AdapterLayer):
 class BOFTLinear(BOFTLayer):
     def adapter_input(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
         dtype = self.adapter_dtype(adapter_name)
-        return self.rotate_rows(x.to(dtype), adapter_name, transposed=True).to(x.dtype)
+        return self.rotate_rows(x.to(dtype), adapter_name, transposed=True, dropout=self.training).to(x.dtype)
 
     def adapter_forward(self, adapter_name: str, x: torch.Tensor, result: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         dtype = self.adapter_dtype(adapter_name)

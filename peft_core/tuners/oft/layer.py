@@ -88,7 +88,7 @@ class SkewBlocks(nn.Module):
 
 class MergedWeightForward:
     """Convolutions cannot rotate their input block by block: they run the base operation with the active
-    adapters merged into a differentiable copy of the weight."""
+    adapters merged into a differentiable copy of the weight (the layer provides `rotate_weight`)."""
 
     def base_forward(self, adapter_names: list[str], x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if not adapter_names:
@@ -96,7 +96,7 @@ class MergedWeightForward:
         dtype = self.adapter_dtype(adapter_names[0])
         weight = self.view.get_weight(dtype)
         for name in adapter_names:
-            weight = self.merged_weight(name, weight)
+            weight = self.rotate_weight(name, weight, dropout=self.training)
         bias = self.view.bias
         out = self.view.apply_weight(x.to(dtype), weight, None if bias is None else bias.to(dtype))
         return out.to(x.dtype)
@@ -104,7 +104,7 @@ class MergedWeightForward:
 
 class OFTLayer(AdapterLayer):
     adapter_params = ("oft_R",)
-    adapter_settings = ("block_size", "coft", "eps", "neumann_terms", "module_dropout")
+    adapter_settings = ("coft", "eps", "neumann_terms", "module_dropout")
 
     def __init__(self, base_layer: nn.Module, view: Any):
         super().__init__(base_layer, view)
@@ -124,7 +124,6 @@ class OFTLayer(AdapterLayer):
         self.oft_R[adapter_name] = SkewBlocks(1 if config.block_share else n // size, size)
         if not config.init_weights:
             nn.init.normal_(self.oft_R[adapter_name].weight, std=0.1)
-        self.block_size[adapter_name] = size
         self.coft[adapter_name] = config.coft
         self.eps[adapter_name] = config.eps
         self.neumann_terms[adapter_name] = config.num_cayley_neumann_terms if config.use_cayley_neumann else None
@@ -133,8 +132,8 @@ class OFTLayer(AdapterLayer):
     def adapter_dtype(self, adapter_name: str) -> torch.dtype:
         return self.oft_R[adapter_name].weight.dtype
 
-    def rotation(self, adapter_name: str) -> torch.Tensor:
-        """The blocks R_i (k or 1, b, b) of this adapter's rotation, as used now (training: dropout)."""
+    def rotation(self, adapter_name: str, dropout: bool = False) -> torch.Tensor:
+        """The blocks R_i (k or 1, b, b) of this adapter's rotation (with module dropout if asked)."""
         module = self.oft_R[adapter_name]
         if self.coft[adapter_name]:
             with torch.no_grad():
@@ -144,14 +143,17 @@ class OFTLayer(AdapterLayer):
         q = module.skew()
         terms = self.neumann_terms[adapter_name]
         blocks = cayley(q) if terms is None else cayley_neumann(q, terms)
-        if self.training and self.module_dropout[adapter_name] > 0:
+        if dropout and self.module_dropout[adapter_name] > 0:
             count = math.prod(self.view.weight_shape[1:]) // blocks.shape[-1]
             blocks = drop_blocks(blocks.expand(count, -1, -1), self.module_dropout[adapter_name])
         return blocks
 
-    def merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+    def rotate_weight(self, adapter_name: str, weight: torch.Tensor, dropout: bool = False) -> torch.Tensor:
         rows = weight.reshape(weight.shape[0], -1)
-        return rotate_blocks(rows, self.rotation(adapter_name).to(weight.dtype)).reshape(weight.shape)
+        return rotate_blocks(rows, self.rotation(adapter_name, dropout).to(weight.dtype)).reshape(weight.shape)
+
+    def merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return self.rotate_weight(adapter_name, weight)
 
     def unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         rows = weight.reshape(weight.shape[0], -1)
@@ -161,7 +163,7 @@ class OFTLayer(AdapterLayer):
 
 class OFTLinear(OFTLayer):
     def adapter_input(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
-        blocks = self.rotation(adapter_name)
+        blocks = self.rotation(adapter_name, dropout=self.training)
         return rotate_blocks(x.to(blocks.dtype), blocks.transpose(-1, -2)).to(x.dtype)
 
 

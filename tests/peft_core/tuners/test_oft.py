@@ -36,27 +36,9 @@ CASES = [
 ]
 
 
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_outputs_match_peft(case):
-    contract.check_outputs_match_peft(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_checkpoints_load_both_ways(case, tmp_path):
-    contract.check_checkpoints_both_ways(case, tmp_path)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_merge_keeps_outputs(case):
-    contract.check_merge_keeps_outputs(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", [CASES[2], CASES[5]], ids=str)
-def test_config_json_round_trips(case):
-    contract.check_config_round_trip(case.config)
+test_outputs_match_peft, test_checkpoints_load_both_ways, test_merge_keeps_outputs, test_config_json_round_trips = (
+    contract.standard_tests(CASES, round_trip=[CASES[2], CASES[5]])
+)
 
 
 @pytest.mark.oracle
@@ -92,7 +74,7 @@ def test_module_dropout_drops_blocks_in_training():
     assert not torch.allclose(outputs(model, IDS), expected)
     layer = model.base_model.model.lin0
     torch.manual_seed(0)
-    blocks = layer.rotation("default")
+    blocks = layer.rotation("default", dropout=True)
     eye = torch.eye(4)
     assert sum(torch.equal(b, eye) for b in blocks) == 2
 
@@ -139,3 +121,14 @@ BEYOND_PEFT = [
 def test_layers_beyond_peft(case, tmp_path):
     """peft's OFT refuses GPT-2's Conv1D; Conv1d and Conv3d go through the same rotated-weight path as Conv2d."""
     contract.check_beyond_peft(case, tmp_path)
+
+
+def test_merge_ignores_dropout_while_training():
+    model = peft_core.get_peft_model(models.MLP(), oft(target_modules=["lin0"], oft_block_size=4, module_dropout=0.5)).train()
+    layer = model.base_model.model.lin0
+    before = layer.base_layer.weight.detach().clone()
+    expected = layer.rotate_weight("default", before)
+    model.merge_adapter()
+    torch.testing.assert_close(layer.base_layer.weight, expected)
+    model.unmerge_adapter()
+    torch.testing.assert_close(layer.base_layer.weight, before, rtol=1e-5, atol=1e-6)
