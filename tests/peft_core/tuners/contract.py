@@ -1,7 +1,8 @@
 """The contract every tuner's case table runs through, with `peft` as the oracle.
 
 A tuner's test module lists `Case`s (a tiny model, its inputs, a config whose adapters are not the
-identity) and calls these checks from short parametrized tests:
+identity), takes the standard parametrized tests from `standard_tests`, and calls the other checks
+from its own tests:
 
 - outputs equal peft's with the same adapter weights (ours copied into peft), same checkpoint keys/shapes;
 - checkpoints load both ways with equal outputs and the same adapter_config.json field names;
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -209,3 +211,40 @@ def check_beyond_peft(case: Case, tmp_path) -> None:
     loaded = peft_core.PeftModel.from_pretrained(case.factory(), tmp_path)
     torch.testing.assert_close(outputs(loaded, case.inputs), expected, **TOL)
     check_merge_keeps_outputs(case)
+
+
+def check_seeded_training_matches_peft(case: Case, seeds: int = 3) -> None:
+    """Training-mode forwards from the same seed give peft's outputs: random dropouts are drawn alike."""
+    ours, theirs = twins(case)
+    ours.train()
+    theirs.train()
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        mine = outputs(ours, case.inputs)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(mine, outputs(theirs, case.inputs), **TOL)
+
+
+def standard_tests(cases: list[Case], round_trip: list[Case]) -> tuple[Callable[..., None], ...]:
+    """The table-driven tests every tuner module runs; assign them to test_* names in the module."""
+
+    @pytest.mark.oracle
+    @pytest.mark.parametrize("case", cases, ids=str)
+    def test_outputs_match_peft(case):
+        check_outputs_match_peft(case)
+
+    @pytest.mark.oracle
+    @pytest.mark.parametrize("case", cases, ids=str)
+    def test_checkpoints_load_both_ways(case, tmp_path):
+        check_checkpoints_both_ways(case, tmp_path)
+
+    @pytest.mark.parametrize("case", cases, ids=str)
+    def test_merge_keeps_outputs(case):
+        check_merge_keeps_outputs(case)
+
+    @pytest.mark.oracle
+    @pytest.mark.parametrize("case", round_trip, ids=str)
+    def test_config_json_round_trips(case):
+        check_config_round_trip(case.config)
+
+    return test_outputs_match_peft, test_checkpoints_load_both_ways, test_merge_keeps_outputs, test_config_json_round_trips

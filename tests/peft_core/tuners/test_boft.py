@@ -30,40 +30,16 @@ CASES = [
 ]
 
 
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_outputs_match_peft(case):
-    contract.check_outputs_match_peft(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_checkpoints_load_both_ways(case, tmp_path):
-    contract.check_checkpoints_both_ways(case, tmp_path)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_merge_keeps_outputs(case):
-    contract.check_merge_keeps_outputs(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", [CASES[1], CASES[6]], ids=str)
-def test_config_json_round_trips(case):
-    contract.check_config_round_trip(case.config)
+test_outputs_match_peft, test_checkpoints_load_both_ways, test_merge_keeps_outputs, test_config_json_round_trips = (
+    contract.standard_tests(CASES, round_trip=[CASES[1], CASES[6]])
+)
 
 
 @pytest.mark.oracle
 def test_dropout_matches_peft_in_training():
-    case = Case("llama-dropout", models.tiny_llama, TOKENS, boft(target_modules="all-linear", boft_block_size=4, boft_dropout=0.5))
-    ours, theirs = contract.twins(case)
-    ours.train()
-    theirs.train()
-    for seed in range(3):
-        torch.manual_seed(seed)
-        mine = ours(**TOKENS).logits
-        torch.manual_seed(seed)
-        torch.testing.assert_close(mine, theirs(**TOKENS).logits, **contract.TOL)
+    contract.check_seeded_training_matches_peft(
+        Case("llama-dropout", models.tiny_llama, TOKENS, boft(target_modules="all-linear", boft_block_size=4, boft_dropout=0.5))
+    )
 
 
 def test_block_settings_are_checked():

@@ -22,26 +22,9 @@ CASES = [
 ]
 
 
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_outputs_match_peft(case):
-    contract.check_outputs_match_peft(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_checkpoints_load_both_ways(case, tmp_path):
-    contract.check_checkpoints_both_ways(case, tmp_path)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_merge_keeps_outputs(case):
-    contract.check_merge_keeps_outputs(case)
-
-
-@pytest.mark.oracle
-def test_config_json_round_trips():
-    contract.check_config_round_trip(CASES[-1].config)
+test_outputs_match_peft, test_checkpoints_load_both_ways, test_merge_keeps_outputs, test_config_json_round_trips = (
+    contract.standard_tests(CASES, round_trip=[CASES[-1]])
+)
 
 
 @pytest.mark.oracle

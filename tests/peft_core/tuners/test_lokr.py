@@ -30,27 +30,9 @@ CASES = [
 ]
 
 
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_outputs_match_peft(case):
-    contract.check_outputs_match_peft(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_checkpoints_load_both_ways(case, tmp_path):
-    contract.check_checkpoints_both_ways(case, tmp_path)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_merge_keeps_outputs(case):
-    contract.check_merge_keeps_outputs(case)
-
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("case", [CASES[2], CASES[5]], ids=str)
-def test_config_json_round_trips(case):
-    contract.check_config_round_trip(case.config)
+test_outputs_match_peft, test_checkpoints_load_both_ways, test_merge_keeps_outputs, test_config_json_round_trips = (
+    contract.standard_tests(CASES, round_trip=[CASES[2], CASES[5]])
+)
 
 
 @pytest.mark.oracle
@@ -78,15 +60,8 @@ def test_factorize():
 @pytest.mark.oracle
 @pytest.mark.parametrize("scale", [False, True])
 def test_dropouts_match_peft_in_training(scale):
-    case = Case("llama-dropouts", models.tiny_llama, TOKENS, lokr(target_modules="all-linear", r=2, rank_dropout=0.3, module_dropout=0.3, rank_dropout_scale=scale))
-    ours, theirs = contract.twins(case)
-    ours.train()
-    theirs.train()
-    for seed in range(3):
-        torch.manual_seed(seed)
-        mine = ours(**TOKENS).logits
-        torch.manual_seed(seed)
-        torch.testing.assert_close(mine, theirs(**TOKENS).logits, **contract.TOL)
+    config = lokr(target_modules="all-linear", r=2, rank_dropout=0.3, module_dropout=0.3, rank_dropout_scale=scale)
+    contract.check_seeded_training_matches_peft(Case("llama-dropouts", models.tiny_llama, TOKENS, config))
 
 
 @pytest.mark.parametrize("init", [True, "lycoris"])
