@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api.routes import artifacts, catalog, health, jobs, runs
+from app.api.routes import artifacts, catalog, health, jobs, merges, runs
 
 
 def create_app() -> FastAPI:
@@ -17,5 +17,6 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(artifacts.router)
+    app.include_router(merges.router)
     app.include_router(catalog.router)
     return app

@@ -37,6 +37,10 @@ class JobPublic(BaseModel):
     progress_total: int | None
     last_checkpoint_step: int | None
     result: dict[str, Any] | None
+    merge_status: str | None = None
+    merge_message: str | None = None
+    merge_done: int | None = None
+    merge_total: int | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
