@@ -19,12 +19,12 @@ import pandas as pd
 
 from app.db.models import Job
 from app.db.session import session_scope
-from app.services import catalog, jobs, metrics, runs
+from app.services import catalog, jobs, merges, metrics, runs
 from app.services.jobs import JobStateError
 from app.services.runs import RunSummary
 from app.settings import Settings
 from app.ui import formatting as fmt
-from app.ui import fragments
+from app.ui import fragments, merge_panel
 from app.ui import strings as S
 
 POLL_SECONDS = 1.5
@@ -202,10 +202,13 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             header = gr.HTML(elem_id="ps-run-header", apply_default_css=False, scale=1, min_width=360)
             download = gr.Button(S.DOWNLOAD_ADAPTER, variant="primary", size="md", visible=False, elem_id="ps-download-adapter", scale=0, min_width=0,
                                  elem_classes=["ps-run-action"])
+            merge = gr.Button(S.MERGE_BUTTON, size="md", visible=False, elem_id="ps-merge-button", scale=0, min_width=0,
+                              elem_classes=["ps-run-action"])
             clone = gr.Button(S.CLONE_RUN, size="md", scale=0, min_width=0, elem_id="ps-clone", elem_classes=["ps-run-action"])
             cancel = gr.Button(S.CANCEL_RUN, variant="stop", size="md", visible=False, scale=0, min_width=0, elem_id="ps-cancel", elem_classes=["ps-run-action"])
         status = gr.HTML(elem_id="ps-run-status", apply_default_css=False)
         progress = gr.HTML(apply_default_css=False)
+        merge_box = gr.HTML(elem_id="ps-merge-box", apply_default_css=False)
         tiles = gr.HTML(elem_id="ps-run-tiles", apply_default_css=False)
         with gr.Row(equal_height=True):
             with gr.Group(elem_classes=["ps-card", "ps-chart-card"]):
@@ -226,7 +229,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                 artifacts = gr.HTML(elem_id="ps-artifacts", apply_default_css=False)
     timer = gr.Timer(POLL_SECONDS, active=False)
 
-    parts = [header, status, progress, tiles, loss_plot, lr_plot, config, config_json, log, artifacts, download, clone, cancel]
+    parts = [header, status, progress, tiles, loss_plot, lr_plot, config, config_json, log, artifacts, download, clone, cancel, merge_box, merge]
     outputs = [view_state, picker, picker_note, pick, page, timer, *parts]
 
     def draw(view: View, session: Any) -> list[Any]:
@@ -246,6 +249,8 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             "download": (adapter,),
             "clone": (view.run_id,),
             "cancel": (summary.terminal,),
+            "merge_box": merge_panel.merge_html(job),
+            "merge": (merge_panel.can_merge(job),),
         }
         out: list[Any] = []
         for name in ("header", "status", "progress", "tiles"):
@@ -261,7 +266,9 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         out.append(_changed(view, "download", values["download"], gr.update(visible=adapter is not None, link=adapter)))
         out.append(_changed(view, "clone", values["clone"], gr.update(link=f"new?clone={view.run_id}")))
         out.append(_changed(view, "cancel", values["cancel"], gr.update(visible=not summary.terminal)))
-        finished = summary.terminal and view.ended_drawn
+        out.append(_changed(view, "merge_box", values["merge_box"]))
+        out.append(_changed(view, "merge", values["merge"], gr.update(visible=values["merge"][0])))
+        finished = summary.terminal and view.ended_drawn and not merge_panel.merging(job)  # keep polling while a merge runs
         view.ended_drawn = summary.terminal
         return [view, gr.update(visible=False), gr.skip(), gr.skip(), gr.update(visible=True), gr.Timer(active=not finished), *out]
 
@@ -299,9 +306,20 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             except JobStateError:
                 gr.Warning(S.CANCEL_NOT_POSSIBLE)
 
+    def on_merge(view: View | None) -> None:
+        if view is None or view.run_id is None:
+            return
+        with session_scope(settings) as session:
+            try:
+                merges.request_merge(session, job_id=view.run_id, settings=settings)
+                gr.Info(S.MERGE_REQUESTED)
+            except JobStateError as exc:
+                gr.Warning(str(exc))
+
     demo.load(on_load, None, outputs, show_progress="hidden")
     timer.tick(on_tick, view_state, outputs, show_progress="hidden", concurrency_limit=16)
     cancel.click(on_cancel, view_state, None, show_progress="hidden").then(on_tick, view_state, outputs, show_progress="hidden")
+    merge.click(on_merge, view_state, None, show_progress="hidden").then(on_tick, view_state, outputs, show_progress="hidden")
     open_picked.click(None, pick, None, js=OPEN_PICKED_JS)
     pick.input(None, pick, None, js=OPEN_PICKED_JS)
 

@@ -147,3 +147,16 @@ CANCEL_RUN = "Cancel run"
 CLONE_RUN = "Clone into a new run"
 CANCELLED_BY_YOU = "Cancel requested — the run stops after its current step."
 CANCEL_NOT_POSSIBLE = "This run has already finished."
+MERGE_BUTTON = "Merge into the base model"
+MERGE_REQUESTED = "Merge requested — a worker merges the adapter into the base model, shard by shard."
+MERGE_TITLE = "Merged model"
+MERGE_HEADLINES = {
+    "queued": "Merge waiting for a worker",
+    "running": "Merging into the base model",
+    "succeeded": "Merged model ready",
+    "failed": "The merge failed",
+}
+MERGE_PROGRESS = "{done} of {total} shards written"
+MERGE_ZIP = "⬇ Download the merged model (zip)"
+MERGE_FILES_COLUMNS = ("File", "Size", "SHA-256", "")
+MERGE_FILES_NOTE = "Load it with transformers alone: AutoModelForCausalLM.from_pretrained(folder). Check each file against its SHA-256."
