@@ -61,9 +61,10 @@ def ring_merge(job_id: int, settings: Settings | None = None) -> bool:
 def request_merge(session: Session, *, job_id: int, settings: Settings | None = None) -> Job:
     """Queue the merge of run `job_id`; raises JobStateError (in words) when it cannot be merged now.
 
-    Refused unless the run succeeded and has an adapter, and while a merge of it is queued or running
-    (one whose worker vanished, lease expired, may be asked again). A merged run may be merged again:
-    the new files replace the old ones once written.
+    Refused unless the run succeeded and has an adapter, and while a merge of it is running (one whose
+    worker vanished, lease expired, may be asked again). Asking again while it is queued sends the
+    message again (it may have been lost; the claim lets one delivery through). A merged run may be
+    merged again: the new files replace the old ones once written.
     """
     settings = settings or get_settings()
     job = get_job(session, job_id=job_id)
@@ -84,10 +85,17 @@ def request_merge(session: Session, *, job_id: int, settings: Settings | None = 
     )
     if session.execute(stmt).rowcount != 1:
         session.rollback()
-        raise JobStateError(f"run {job_id} is already being merged; wait for that merge to end")
+        if get_job(session, job_id=job_id).merge_status != MergeStatus.QUEUED.value:
+            raise JobStateError(f"run {job_id} is already being merged; wait for that merge to end")
     session.commit()
     ring_merge(job_id, settings)
     return get_job(session, job_id=job_id)
+
+
+def worker_vanished(job: Job) -> bool:
+    """A merge recorded as running whose worker stopped renewing its lease (it died): it may be asked again."""
+    expires = job.merge_lease_expires_at
+    return job.merge_status == MergeStatus.RUNNING.value and expires is not None and expires < utcnow()
 
 
 def claim_merge(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:

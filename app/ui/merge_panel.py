@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.db.models import Job
 from app.services.artifact_files import list_files
+from app.services.merges import worker_vanished
 from app.ui import formatting as fmt
 from app.ui import fragments
 from app.ui import strings as S
@@ -21,21 +22,24 @@ BUSY = ("queued", "running")
 
 
 def can_merge(job: Job) -> bool:
-    """Show the button: the run succeeded, has an adapter and no merge of it is under way."""
+    """Show the button: the run succeeded, has an adapter and no live merge of it is under way."""
     has_adapter = any(a.kind == "adapter" for a in job.artifacts)
-    return job.status == "succeeded" and has_adapter and job.merge_status not in BUSY
+    return job.status == "succeeded" and has_adapter and not merging(job)
 
 
 def merging(job: Job) -> bool:
-    return job.merge_status in BUSY
+    """A merge is queued or running on a live worker (the page keeps polling)."""
+    return job.merge_status in BUSY and not worker_vanished(job)
 
 
 def merge_html(job: Job) -> str:
     """Empty until a merge is asked for."""
     if not job.merge_status:
         return ""
-    status = job.merge_status
-    head = fragments.callout(CALLOUT.get(status, "info"), S.MERGE_HEADLINES.get(status, status), job.merge_message or "")
+    status, message = job.merge_status, job.merge_message or ""
+    if worker_vanished(job):
+        status, message = "failed", S.MERGE_WORKER_GONE
+    head = fragments.callout(CALLOUT.get(status, "info"), S.MERGE_HEADLINES.get(status, status), message)
     body = ""
     if status in BUSY:
         total, done = job.merge_total, job.merge_done or 0

@@ -157,6 +157,7 @@ MERGE_HEADLINES = {
     "failed": "The merge failed",
 }
 MERGE_PROGRESS = "{done} of {total} shards written"
+MERGE_WORKER_GONE = "Its worker stopped responding during the merge; merge again."
 MERGE_ZIP = "⬇ Download the merged model (zip)"
 MERGE_FILES_COLUMNS = ("File", "Size", "SHA-256", "")
 MERGE_FILES_NOTE = "Load it with transformers alone: AutoModelForCausalLM.from_pretrained(folder). Check each file against its SHA-256."

@@ -36,6 +36,15 @@ def test_button_progress_then_files(session, studio):
     assert hashlib.sha256(b"w" * 2048).hexdigest() in html and "2.0 KiB" in html
 
 
+def test_a_merge_whose_worker_vanished_can_be_asked_again(session, studio):
+    job_id = finished_run(session, studio)
+    merges.request_merge(session, job_id=job_id)
+    merges.claim_merge(session, job_id=job_id, owner="w", lease_seconds=-1)  # its lease has already expired
+    job = jobs.get_job(session, job_id=job_id)
+    assert merge_panel.can_merge(job) and not merge_panel.merging(job)
+    assert S.MERGE_WORKER_GONE in merge_panel.merge_html(job)
+
+
 def test_a_failed_merge_shows_its_message(session, studio):
     job_id = finished_run(session, studio)
     merges.request_merge(session, job_id=job_id)

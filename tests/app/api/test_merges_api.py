@@ -32,8 +32,11 @@ def test_merge_endpoint_refuses_in_words_then_queues(client, session, studio):
     assert accepted.json() == {"job_id": job_id, "merge_status": "queued", "merge_message": "Waiting for a worker to merge.",
                                "merge_done": 0, "merge_total": None}
     assert ("studio.merge", [job_id]) in queued_messages(studio)
-    assert client.post(f"/api/jobs/{job_id}/merge").status_code == 409
-    assert client.get(f"/api/jobs/{job_id}").json()["merge_status"] == "queued"
+    assert client.post(f"/api/jobs/{job_id}/merge").status_code == 202  # while queued: sent again
+    merges.claim_merge(session, job_id=job_id, owner="w", lease_seconds=30)
+    busy = client.post(f"/api/jobs/{job_id}/merge")
+    assert busy.status_code == 409 and "already being merged" in busy.json()["detail"]
+    assert client.get(f"/api/jobs/{job_id}").json()["merge_status"] == "running"
 
 
 def test_merged_files_are_listed_with_sizes_and_sha256_and_download(client, session, studio):

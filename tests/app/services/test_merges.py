@@ -50,8 +50,8 @@ def test_request_rings_by_name_and_one_merge_at_a_time(session, studio):
     job = merges.request_merge(session, job_id=job_id)
     assert (job.merge_status, job.merge_message) == ("queued", "Waiting for a worker to merge.")
     assert ("studio.merge", [job_id]) in queued_messages(studio)
-    with pytest.raises(JobStateError, match="already being merged"):
-        merges.request_merge(session, job_id=job_id)
+    assert merges.request_merge(session, job_id=job_id).merge_status == "queued"  # asking again sends the message again
+    assert queued_messages(studio).count(("studio.merge", [job_id])) == 2
     assert merges.claim_merge(session, job_id=job_id, owner="a", lease_seconds=30)
     assert not merges.claim_merge(session, job_id=job_id, owner="b", lease_seconds=30)  # a duplicate delivery
     with pytest.raises(JobStateError, match="already being merged"):
@@ -60,8 +60,10 @@ def test_request_rings_by_name_and_one_merge_at_a_time(session, studio):
     assert merges.record_merge_progress(session, job_id=job_id, owner="a", done=1, total=2)
     assert jobs.get_job(session, job_id=job_id).merge_message == "Merging: shard 1 of 2 written."
     # its worker vanished: once the lease expired the merge may be asked again, and the old owner is fenced off
+    assert not merges.worker_vanished(jobs.get_job(session, job_id=job_id))
     session.execute(update(Job).where(Job.id == job_id).values(merge_lease_expires_at=utcnow() - timedelta(seconds=1)))
     session.commit()
+    assert merges.worker_vanished(jobs.get_job(session, job_id=job_id))
     assert merges.request_merge(session, job_id=job_id).merge_status == "queued"
     assert not merges.finish_merge(session, job_id=job_id, owner="a", ok=False, message="late")
 
