@@ -60,3 +60,15 @@ def test_a_finished_demo_run_merges_into_a_model_transformers_loads(request, tmp
             expected = peft_core.PeftModel.from_pretrained(base, adapter.path).eval()(ids).logits
             got = AutoModelForCausalLM.from_pretrained(folder).eval()(ids).logits
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_merge_that_cannot_succeed_ends_failed_with_a_message_in_words(request, tmp_path):
+    with running_stack(request, tmp_path, "sqlite+filesystem", HF_HUB_OFFLINE="1") as stack:
+        job_id = stack.submit(name="hub base, offline", max_steps=2, base_model="no-such-org/no-such-model")
+        assert stack.wait_status(job_id, "succeeded", "failed").status == "succeeded"
+        with session_scope(stack.settings) as session:
+            merges.request_merge(session, job_id=job_id, settings=stack.settings)
+        job = wait_for(lambda: _merge_ended(stack, job_id), timeout=120, what="the merge to end")
+        assert job.merge_status == "failed"
+        assert "not downloaded on this worker" in job.merge_message and "offline" in job.merge_message
+        assert not [a for a in job.artifacts if a.kind == "merged"] and job.merge_owner is None
