@@ -50,8 +50,8 @@ def supervise_merge(job_id: int, owner: str, *, settings: Settings, stopping: th
     outcome = read_outcome(outcome_file)
     if proc.returncode == EXIT_OK:
         result = outcome.get("result") or {}
-        size_mb = int(result.get("bytes", 0)) / 1e6
-        _end(settings, job_id, owner, True, f"Merged into the base model: {result.get('shards', '?')} shard(s), {size_mb:,.1f} MB.",
+        size_mib = int(result.get("bytes", 0)) / 2**20
+        _end(settings, job_id, owner, True, f"Merged into the base model: {result.get('shards', '?')} shard(s), {size_mib:,.1f} MiB.",
              ok_folder=True)
     elif proc.returncode == EXIT_FAILED:
         _end(settings, job_id, owner, False, outcome.get("message") or "The merge failed; see the merge log.")
