@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import broker
 from app.db.session import session_scope
-from app.services import jobs
+from app.services import jobs, merges
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,12 @@ def reap_once(settings: Settings, *, redeliver_all: bool = False) -> jobs.ReapRe
     try:
         with session_scope(settings) as session:
             report = jobs.reap(session, settings=settings, redeliver_all=redeliver_all)
+            merges_failed, merges_rung = merges.reap_merges(session, settings=settings)
     except SQLAlchemyError as exc:
         log.warning("reaper: database unavailable (%s); will retry", exc)
         return None
+    if merges_failed or merges_rung:
+        log.info("reaper: merges failed (worker gone) %s, sent again %s", merges_failed, merges_rung)
     if report.requeued or report.failed or report.cancelled or report.redelivered:
         log.info("reaper: requeued %s, failed %s, cancelled %s, sent again %s", report.requeued, report.failed, report.cancelled, report.redelivered)
     return report

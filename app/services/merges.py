@@ -18,7 +18,7 @@ from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import broker
@@ -32,6 +32,7 @@ from app.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MERGE_TASK = "studio.merge"
+WORKER_GONE = "Its worker stopped responding during the merge; merge again."
 
 
 class MergeStatus(str, Enum):
@@ -148,3 +149,24 @@ def finish_merge(session: Session, *, job_id: int, owner: str, ok: bool, message
         session.add(Artifact(job_id=job_id, kind=ArtifactKind.MERGED.value, path=str(folder), size_bytes=size, sha256=digest, created_at=utcnow()))
     session.commit()
     return True
+
+
+def reap_merges(session: Session, *, settings: Settings | None = None) -> tuple[list[int], list[int]]:
+    """The worker's reaper, for merges: fail those whose worker died (lease expired) with a message in
+    words, and ring again for those left queued past redeliver_after_seconds (a lost message).
+    Returns (failed, rung); safe to run anywhere, any number of times."""
+    settings = settings or get_settings()
+    now = utcnow()
+    vanished = (Job.merge_status == MergeStatus.RUNNING.value, Job.merge_lease_expires_at < now)
+    failed = list(session.scalars(select(Job.id).where(*vanished)).all())
+    if failed:
+        session.execute(update(Job).where(Job.id.in_(failed), *vanished).values(
+            merge_status=MergeStatus.FAILED.value, merge_message=WORKER_GONE, merge_owner=None, merge_lease_expires_at=None, updated_at=now))
+    waiting = (Job.merge_status == MergeStatus.QUEUED.value, Job.updated_at < now - timedelta(seconds=settings.redeliver_after_seconds))
+    rung = list(session.scalars(select(Job.id).where(*waiting)).all())
+    if rung:
+        session.execute(update(Job).where(Job.id.in_(rung), *waiting).values(updated_at=now))
+    session.commit()
+    for job_id in rung:
+        ring_merge(job_id, settings)
+    return failed, rung

@@ -85,3 +85,21 @@ def test_finish_records_the_merged_folder_with_sizes_and_hashes(session, studio)
     assert resolve_file(folder, "sub/model.safetensors") == (folder / "sub" / "model.safetensors").resolve()
     assert resolve_file(folder, "../../studio.db") is None and resolve_file(folder, "missing") is None
     assert merges.request_merge(session, job_id=job_id).merge_status == "queued"  # merging again is allowed
+
+
+def test_reaper_fails_merges_whose_worker_died_and_resends_lost_ones(session, studio):
+    dead, lost, live = (finished_run(session, studio) for _ in range(3))
+    for job_id in (dead, lost, live):
+        merges.request_merge(session, job_id=job_id)
+    merges.claim_merge(session, job_id=dead, owner="gone", lease_seconds=-1)
+    merges.claim_merge(session, job_id=live, owner="alive", lease_seconds=30)
+    past = utcnow() - timedelta(seconds=studio.redeliver_after_seconds + 1)
+    session.execute(update(Job).where(Job.id == lost).values(updated_at=past))
+    session.commit()
+    before = queued_messages(studio).count(("studio.merge", [lost]))
+    assert merges.reap_merges(session, settings=studio) == ([dead], [lost])
+    assert queued_messages(studio).count(("studio.merge", [lost])) == before + 1
+    gone = jobs.get_job(session, job_id=dead)
+    assert (gone.merge_status, gone.merge_message, gone.merge_owner) == ("failed", merges.WORKER_GONE, None)
+    assert jobs.get_job(session, job_id=live).merge_status == "running"
+    assert merges.reap_merges(session, settings=studio) == ([], [])  # nothing twice
