@@ -22,7 +22,7 @@ import yaml
 from app.db.migrate import upgrade
 from app.db.session import session_scope
 from app.jobspec import JobSpecError
-from app.services import jobs, metrics
+from app.services import jobs, merges, metrics
 from app.services.jobs import JobNotFound, JobStateError, JobStatus
 from app.settings import SettingsError, get_settings
 
@@ -148,6 +148,8 @@ def _describe(job: Any) -> str:
     ]
     if job.error_hint:
         lines.append(f"  what to do: {job.error_hint}")
+    if job.merge_status:
+        lines.append(f"  merge:    {job.merge_status}: {job.merge_message}")
     lines += [f"  artifact: {a.kind} {a.path}" for a in job.artifacts]
     return "\n".join(lines)
 
@@ -177,6 +179,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             _err(str(exc))
             return 1
     print(f"job {job.id}: {job.status}: {job.message}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Queue the merge of a succeeded run into its base model; a worker does it (`status ID` follows it)."""
+    with session_scope() as session:
+        try:
+            job = merges.request_merge(session, job_id=args.job_id)
+        except JobStateError as exc:
+            _err(str(exc))
+            return 1
+    print(f"run {job.id}: merge {job.merge_status}: {job.merge_message}")
     return 0
 
 
@@ -229,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a job (a running one stops after its current step)")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("merge", help="merge a succeeded run's adapter into its base model (a worker task)")
+    p.add_argument("job_id", type=int)
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("logs", help="print a job's log tail")
     p.add_argument("job_id", type=int)

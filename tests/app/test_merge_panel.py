@@ -1,5 +1,6 @@
-"""The run page's merge part, drawn from real rows: the button only for a succeeded run with an adapter,
-progress in shards while merging, then every merged file with its size, SHA-256 and download link."""
+"""The merge as people see it, from real rows: on the run page the button only for a succeeded run with an
+adapter, progress in shards while merging, then every merged file with its size, SHA-256 and download
+link; and `peft-studio merge ID` on the command line."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def test_a_failed_merge_shows_its_message(session, studio):
     merges.finish_merge(session, job_id=job_id, owner="w", ok=False, message="The merge ran out of memory.")
     html = merge_panel.merge_html(jobs.get_job(session, job_id=job_id))
     assert S.MERGE_HEADLINES["failed"] in html and "ran out of memory" in html and "ps-callout-error" in html
+
+
+def test_cli_merge_refuses_in_words_then_queues(session, studio, capsys):
+    from app.cli import main
+
+    queued = jobs.create_job(session, spec={"base_model": "demo", "method": {"peft_type": "LORA", "r": 4}})
+    assert main(["merge", str(queued.id)]) == 1
+    assert "only a run that succeeded can be merged" in capsys.readouterr().err
+    job_id = finished_run(session, studio)
+    assert main(["merge", str(job_id)]) == 0
+    assert capsys.readouterr().out == f"run {job_id}: merge queued: Waiting for a worker to merge.\n"
+    assert main(["status", str(job_id)]) == 0
+    assert "merge:    queued: Waiting for a worker to merge." in capsys.readouterr().out
