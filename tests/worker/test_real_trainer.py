@@ -45,6 +45,27 @@ def test_demo_job_trains_and_saves_a_peft_adapter(request, tmp_path):
         with safe_open(str(folder / "adapter_model.safetensors"), "pt") as fh:
             keys = list(fh.keys())
         assert keys and all(k.startswith("base_model.model.") for k in keys)
+        _loads_in_peft_core_and_peft(folder, stack.settings.data_dir)
+
+
+def _loads_in_peft_core_and_peft(adapter: Path, data_dir: Path) -> None:
+    """The job's adapter gives the same outputs in peft_core and in peft (the test-only oracle), and they
+    differ from the bare demo model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import peft_core
+    from worker.training.demo import demo_model_dir
+
+    peft = pytest.importorskip("peft")
+    base_dir = demo_model_dir(Path(data_dir))
+    ids = torch.tensor([[5, 9, 14, 3, 27, 8]])
+    with torch.no_grad():
+        plain = AutoModelForCausalLM.from_pretrained(base_dir)(ids).logits
+        ours = peft_core.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter)(ids).logits
+        theirs = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter)(ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ours, plain)
 
 
 @pytest.mark.timeout(900)
