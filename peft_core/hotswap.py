@@ -18,6 +18,7 @@ from .checkpoint import PEFT_PREFIX, adapter_tensor_map, load_peft_weights
 from .config import PeftConfig
 from .errors import CheckpointError, ConfigError
 from .layer import AdapterLayer
+from .patterns import pattern_value
 
 
 def hotswap_adapter_from_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], adapter_name: str, config: PeftConfig) -> None:
@@ -55,8 +56,6 @@ def hotswap_adapter_from_state_dict(model: nn.Module, state_dict: dict[str, torc
 
 
 def _pattern_alpha(config: Any, module: nn.Module, model: nn.Module) -> float:
-    from .tuners.lora.config import pattern_value
-
     name = next(n for n, m in model.named_modules() if m is module)
     for prefix in (PEFT_PREFIX, "base_model.model."):
         if name.startswith(prefix):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...config import AdapterConfig, option
+from ...patterns import pattern_problems
 from ...types import PeftType
 from ..trainable_tokens import token_index_problems
 
@@ -78,19 +79,7 @@ class LoraConfig(AdapterConfig):
             odd = [r for r in [self.r, *self.rank_pattern.values()] if r % 2]
             if odd:
                 problems.append(f"init_lora_weights: 'orthogonal' needs an even rank, got r={odd[0]}")
-        for key, value in self.rank_pattern.items():
-            if value <= 0:
-                problems.append(f"rank_pattern: rank for {key!r} must be > 0, got {value}")
-        for key in {**self.rank_pattern, **self.alpha_pattern}:
-            try:
-                re.compile(key)
-            except re.error as exc:
-                problems.append(f"rank_pattern/alpha_pattern: {key!r} is not a valid regex ({exc})")
-        if isinstance(self.target_modules, str):
-            try:
-                re.compile(self.target_modules)
-            except re.error as exc:
-                problems.append(f"target_modules: {self.target_modules!r} is not a valid regex ({exc})")
+        problems.extend(pattern_problems(self.rank_pattern, self.alpha_pattern))
         if self.target_parameters is not None and isinstance(self.target_parameters, str):
             problems.append("target_parameters: must be a list of parameter names, not a regex")
         problems += self._token_problems() + self._parameter_problems()
@@ -143,11 +132,3 @@ def _loftq_problems(init: Any, loftq: dict[str, int]) -> list[str]:
     if not isinstance(loftq.get("loftq_iter", 1), int) or loftq.get("loftq_iter", 1) < 1:
         problems.append(f"loftq_config: loftq_iter must be a whole number >= 1, got {loftq.get('loftq_iter')!r}")
     return problems
-
-
-def pattern_value(patterns: dict[str, Any], module_name: str, default: Any) -> Any:
-    """Value of the first pattern that matches the end of the module name at a '.' boundary."""
-    for key, value in patterns.items():
-        if re.fullmatch(rf"(?:.*\.)?(?:{key})", module_name):
-            return value
-    return default

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from ...errors import UnsupportedLayerError
 from ...layer import AdapterLayer
-from .config import LoraConfig, pattern_value
+from ...patterns import pattern_value
+from .config import LoraConfig
 from .init import initialise
 from .variants import variant_for
 

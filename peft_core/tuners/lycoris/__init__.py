@@ -5,10 +5,10 @@ alpha / r, rank and module dropout, the additive forward and merge). This packag
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ...config import AdapterConfig, option
+from ...patterns import pattern_problems
 
 INIT_CHOICES = (True, False, "lycoris")
 
@@ -41,12 +41,5 @@ class LycorisConfig(AdapterConfig):
 
     def extra_checks(self) -> list[str]:
         problems = super().extra_checks()
-        for key, value in self.rank_pattern.items():
-            if value <= 0:
-                problems.append(f"rank_pattern: rank for {key!r} must be > 0, got {value}")
-        for key in {**self.rank_pattern, **self.alpha_pattern}:
-            try:
-                re.compile(key)
-            except re.error as exc:
-                problems.append(f"rank_pattern/alpha_pattern: {key!r} is not a valid regex ({exc})")
+        problems.extend(pattern_problems(self.rank_pattern, self.alpha_pattern))
         return problems

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ...layer import AdapterLayer
-from ..lora.config import pattern_value
+from ...patterns import pattern_value
 from . import LycorisConfig
 
 
