@@ -25,6 +25,7 @@ from peft_core.quantization import QUANTIZATION_CHOICES
 from peft_core.registry import registered_methods
 
 DEMO_MODEL = "demo"
+CHAT_TEMPLATE_CHOICES = ("auto", "chatml", "llama-3", "mistral", "gemma", "phi-3", "alpaca", "plain")
 DEMO_DATASET = "demo"
 
 
@@ -64,6 +65,11 @@ class TrainingSettings(Schema):
         advanced=True,
     )
     train_on_completions_only: bool = option(True, help="Mask prompt tokens out of the loss for chat and prompt/completion data.", advanced=True)
+    packing: bool = option(
+        False,
+        help="Pack several short examples into each sequence (no padding; rows never attend to each other).",
+        advanced=True,
+    )
 
 
 @dataclass
@@ -73,6 +79,12 @@ class DatasetSpec(Schema):
     source: str = option(DEMO_DATASET, help="'demo' (built in) or 'jsonl' (a file on the server).", choices=("demo", "jsonl"))
     path: str | None = option(None, help="Path of the JSONL file when source is 'jsonl'.")
     format: str = option("auto", help="Row shape: auto-detect, chat messages, prompt/completion or plain text.", choices=("auto", "chat", "prompt_completion", "text"))
+    template: str = option(
+        "auto",
+        help="How conversations become text: the model's own chat template (auto) or a built-in one.",
+        choices=CHAT_TEMPLATE_CHOICES,
+    )
+    system_prompt: str | None = option(None, help="A system message added to conversations that have none.", advanced=True)
 
     def extra_checks(self) -> list[str]:
         if self.source == "jsonl" and not self.path:
