@@ -61,4 +61,5 @@ class MetricPublic(BaseModel):
     lr: float | None
     grad_norm: float | None
     tokens_per_s: float | None
+    padding_share: float | None = None
     eval_loss: float | None

@@ -79,6 +79,7 @@ class Metric(Base):
     grad_norm: Mapped[float | None] = mapped_column(Float)
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     eval_loss: Mapped[float | None] = mapped_column(Float)
+    padding_share: Mapped[float | None] = mapped_column(Float)  # of the step's token slots, 0..1
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

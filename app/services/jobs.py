@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
 LOG_LINE_CHARS = 2000
-METRIC_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "eval_loss")
+METRIC_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "eval_loss", "padding_share")
 
 
 class JobStatus(str, Enum):

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from app.jobspec import JobSpec, TrainingSettings, method_config
+from app.jobspec import JobSpec, TrainingSettings
 
+from .adapter import after_optimizer_step, wrap_model
 from .checkpoint import list_checkpoints, load_checkpoint, prune, remove_partial, save_checkpoint
 from .data import IGNORE_INDEX, Example, batches_per_epoch, collate, micro_batch
 from .errors import TrainingError
@@ -77,6 +78,7 @@ def token_loss(model: Any, batch: dict[str, torch.Tensor], precision: Precision)
     """(summed next-token cross-entropy over the labelled tokens, how many there were)."""
     with precision.autocast():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, -batch["input_ids"].shape[1] :]  # prompt-learning methods prepend virtual-token positions
     targets = batch["labels"][:, 1:]
     loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     return loss, int((targets != IGNORE_INDEX).sum())
@@ -199,40 +201,6 @@ class Interval:
 # ------------------------------------------------------------------------------------------ phases
 
 
-def wrap_model(base: BaseModel, job: JobSpec, precision: Precision, log: Any) -> Any:
-    """The base model with the job's adapter (peft_core), on the device, trainable parameters in fp32."""
-    import peft_core
-
-    settings = job.training
-    quantized = settings.quantization != "none"
-    if quantized:  # freeze, upcast norms/head to fp32, input grads for checkpointing (QLoRA recipe)
-        peft_core.prepare_model_for_kbit_training(
-            base.model, use_gradient_checkpointing=settings.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
-        log(f"base model loaded in {settings.quantization} (bitsandbytes)")
-    elif settings.gradient_checkpointing:
-        if getattr(base.model, "supports_gradient_checkpointing", False):
-            base.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            log("gradient checkpointing: this model does not support it; training without")
-    try:
-        config = method_config(job.method, job.task_type)
-        config.base_model_name_or_path = job.base_model
-        model = peft_core.get_peft_model(base.model, config)
-    except peft_core.PeftCoreError as exc:
-        raise TrainingError(f"The method settings do not fit {job.base_model}: {exc}", hint="Adjust the method's target modules or settings.") from exc
-    if not quantized:  # a quantized model was placed on its device at load time and cannot be moved
-        model.to(precision.device)
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
-    trainable, total = model.get_nb_trainable_parameters()
-    if trainable == 0:
-        raise TrainingError(f"The method {job.method.get('peft_type')} left nothing to train in {job.base_model}.", hint="Check the method's target modules.")
-    log(f"method {config.peft_type.value}: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
-    return model
-
-
 def check_resumable(state: dict[str, Any], job: JobSpec, n_train: int, folder: Path) -> None:
     """Refuse a checkpoint written for other settings or data: its curve could not continue."""
     ignore = {"log_every", "checkpoint_every", "eval_every"}  # these do not change what is trained
@@ -341,6 +309,7 @@ def train(
                 loss, tokens = accumulate_gradients(model, data, settings, step, precision, scaler)
                 check_finite(loss, step)
                 grad_norm = clip_and_step(params, optimizer, scaler, settings.max_grad_norm)
+                after_optimizer_step(model, step, plan.total_steps)
                 interval.losses.append(loss)
                 interval.tokens += tokens
                 interval.seconds += time.perf_counter() - tick
