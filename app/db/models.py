@@ -84,15 +84,22 @@ class Metric(Base):
 
 
 class Dataset(Base):
+    """A dataset stored once under the data directory (by content hash), checked when it came in."""
+
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    path: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16), default="upload", server_default="upload")  # upload | path | hub
+    origin: Mapped[str | None] = mapped_column(Text)  # the uploaded file's name, the local path or the Hub id
+    path: Mapped[str] = mapped_column(Text)  # the stored copy the trainer reads
     rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
-    format: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    format: Mapped[str] = mapped_column(String(32))  # normalised: chat | prompt_completion | text
+    detected: Mapped[str | None] = mapped_column(String(32))  # the shape found: chat, sharegpt, instruction, ...
+    mapping: Mapped[dict[str, str] | None] = mapped_column(JSON)  # target field -> column, when set by a person
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
