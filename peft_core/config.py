@@ -19,10 +19,13 @@ import typing
 import warnings
 from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from .errors import ConfigError
 from .types import PeftType, TaskType
+
+if TYPE_CHECKING:
+    from .shapes import ModelShape, ModuleShape
 
 CONFIG_NAME = "adapter_config.json"
 # The peft release whose checkpoint format and maths peft_core follows. A config saved without a
@@ -319,6 +322,19 @@ class PeftConfig(Schema):
         schema["x-peft-type"] = cls.peft_type.value
         return schema
 
+    # ------------------------------------------------------------------ trainable-parameter count (torch-free)
+
+    def trainable_parameter_count(self, shape: ModelShape) -> int | None:
+        """How many parameters this config trains on a model of `shape` (peft_core.shapes), without torch.
+
+        The protocol every method implements so the studio can show the number before a run starts
+        (tests/peft_core/test_parameter_counts.py checks it against the real adapter for every registered
+        method). Layer methods get it from `TargetingConfig` and implement `module_parameter_count`;
+        model-level methods (prompt learning) override this, e.g. num_virtual_tokens * token_dim * submodules.
+        None: this method does not count yet, or the shape lacks a size it needs.
+        """
+        return None
+
 
 @dataclass
 class TargetingConfig(PeftConfig):
@@ -354,6 +370,57 @@ class TargetingConfig(PeftConfig):
 
     def _allows_empty_targets(self) -> bool:
         return False
+
+    # ------------------------------------------------------------------ trainable-parameter count (torch-free)
+
+    def trainable_parameter_count(self, shape: ModelShape) -> int | None:
+        """Sum of `module_parameter_count` over the targeted modules, plus full copies of modules_to_save and
+        the biases `bias` trains; None when a targeted module cannot be counted or the targets are unknown."""
+        from .shapes import saved_whole
+
+        modules = self.targeted_modules(shape)
+        if modules is None:
+            return None
+        counts = [self.module_parameter_count(m, shape) for m in modules]
+        if any(c is None for c in counts):
+            return None
+        bias = getattr(self, "bias", "none")
+        if bias == "all":
+            trained_biases = sum(m.bias for m in shape.modules)
+        elif isinstance(bias, str) and bias.endswith("_only"):
+            trained_biases = sum(m.bias for m in modules)
+        else:
+            trained_biases = 0
+        return sum(counts) + sum(m.numel for m in saved_whole(shape, self.modules_to_save)) + trained_biases  # type: ignore[misc]
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """Parameters the adapter adds to one targeted module (its own tensors, not biases or modules_to_save).
+
+        None: not implemented for this method, or a module kind it cannot adapt."""
+        return None
+
+    def targeted_modules(self, shape: ModelShape) -> list[ModuleShape] | None:
+        """The modules this config adapts on `shape`, by peft_core's targeting rules (None: no targets known)."""
+        from .shapes import saved_whole, select_modules
+
+        targets = self.target_modules if self.target_modules is not None else self.default_targets_for(shape)
+        if targets is None:
+            return None
+        return select_modules(
+            shape,
+            targets,
+            exclude=self.exclude_modules,
+            layers_to_transform=getattr(self, "layers_to_transform", None),
+            layers_pattern=getattr(self, "layers_pattern", None),
+            skip=[m.name for m in saved_whole(shape, self.modules_to_save)],
+        )
+
+    def default_targets_for(self, shape: ModelShape) -> list[str] | str | None:
+        """target_modules when left unset: the method's registered default for the shape's model type."""
+        from .registry import get_method
+
+        found = get_method(self.peft_type).default_targets.get(shape.model_type or "")
+        return list(found) if isinstance(found, list) else found
 
 
 @dataclass

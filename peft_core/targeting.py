@@ -20,30 +20,9 @@ import torch.nn as nn
 from .base_layers import is_linear_like
 from .errors import ConfigError, NoMatchingModulesError
 from .layer import AdapterLayer
+from .matching import layer_index, name_matches  # noqa: F401  (torch-free; re-exported for callers)
 
 ALL_LINEAR = "all-linear"
-
-def layer_index(module_name: str, layers_pattern: list[str] | str | None) -> int | None:
-    """Index of the transformer layer a module belongs to, or None if it is in no numbered layer."""
-    if layers_pattern is None:
-        for part in module_name.split("."):
-            if part.isdigit():
-                return int(part)
-        return None
-    patterns = [layers_pattern] if isinstance(layers_pattern, str) else list(layers_pattern)
-    for pattern in patterns:
-        m = re.search(rf"(?:^|\.){re.escape(pattern)}\.(\d+)(?:\.|$)", module_name)
-        if m:
-            return int(m.group(1))
-    return None
-
-
-def name_matches(module_name: str, spec: list[str] | set[str] | str) -> bool:
-    """List = exact name or dotted suffix; string = full-match regex."""
-    if isinstance(spec, str):
-        return re.fullmatch(spec, module_name) is not None
-    return any(module_name == entry or module_name.endswith("." + entry) for entry in spec)
-
 
 def output_head_names(model: nn.Module) -> set[str]:
     """Names of modules that produce the model's final output (never adapted by all-linear)."""
