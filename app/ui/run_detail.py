@@ -19,7 +19,7 @@ import pandas as pd
 
 from app.db.models import Job
 from app.db.session import session_scope
-from app.services import catalog, jobs, merges, metrics, runs
+from app.services import artifacts, catalog, jobs, merges, metrics, runs
 from app.services.jobs import JobStateError
 from app.services.runs import RunSummary
 from app.settings import Settings
@@ -177,7 +177,11 @@ def artifacts_html(job: Job) -> str:
         else:
             link = f'<a class="ps-act" href="api/jobs/{job.id}/artifacts/{a.id}/download" download>{escape(S.DOWNLOAD)}</a>'
         name = escape(a.path.rstrip("/").rsplit("/", 1)[-1])
-        rows.append(f"<tr><td>{escape(kind)}</td><td><code>{name}</code></td><td>{fmt.size(a.size_bytes)}</td><td>{escape(fmt.ago(a.created_at))}</td><td>{link}</td></tr>")
+        checksum = artifacts.download_checksum(a)  # of the bytes the link sends (a folder: its zip)
+        size = fmt.size(checksum.size_bytes if checksum else a.size_bytes)
+        sha = f'<code class="ps-sha" title="SHA-256 of the download">{checksum.sha256}</code>' if checksum else ""
+        rows.append(f'<tr id="ps-artifact-{a.id}"><td>{escape(kind)}</td><td><code>{name}</code></td><td>{size}</td><td>{sha}</td>'
+                    f"<td>{escape(fmt.ago(a.created_at))}</td><td>{link}</td></tr>")
     return f'<table class="ps-runs ps-artifacts"><tbody>{"".join(rows)}</tbody></table>'
 
 
