@@ -1,0 +1,176 @@
+"""The sample inspector, before Start: one row exactly as the trainer will see it, and the token lengths of all rows.
+
+Torch-free (web process). It calls the same `app.datasets.tokenization.encode_row` the trainer calls, with
+the tokenizer files of the job's base model (app.datasets.tokenizer_files), so the tokens and labels shown
+are the ones trained. Every failure a person can fix is a DatasetError(message, hint).
+
+    inspect_sample(spec, row)  -> SampleView   spec is a job spec dict: base_model, dataset{...}, training{...}
+    length_report(spec)        -> LengthReport
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import datasets
+from app.datasets import DatasetError, Rows
+from app.datasets.templates import resolve_template
+from app.datasets.tokenization import IGNORE_INDEX, TextTokenizer, TokenSettings, encode_row, template_warnings, tokenize_rows
+from app.datasets.tokenizer_files import tokenizer_for_model
+from app.settings import Settings, get_settings
+
+MAX_REPORT_ROWS = 20_000  # the length report tokenizes at most this many rows (it says so when it stops early)
+HISTOGRAM_BINS = 12
+
+
+@dataclass(frozen=True)
+class TokenView:
+    id: int
+    piece: str  # the token's text as it appears in the rendered text ("" for an appended EOS)
+    trained: bool  # the label is kept: the model learns to predict this token
+    special: bool  # a special token of the tokenizer (<|im_start|>, EOS, ...)
+    eos: bool
+
+
+@dataclass
+class SampleView:
+    """One row as the trainer sees it."""
+
+    source: str  # the dataset, in words
+    row: int  # 0-based index asked for
+    line: int  # its line / row number in the file
+    rows: int  # how many rows the dataset has
+    format: str  # chat / prompt_completion / text
+    template: str | None  # the chat template used, in words (None for non-chat data)
+    text: str  # the exact rendered text
+    tokens: list[TokenView]
+    length: int  # tokens before the cut at max_seq_length
+    max_seq_length: int
+    truncated: bool
+    learnable: bool  # False: the row is dropped (nothing to learn within max_seq_length)
+    completions_only: bool
+    packing: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(t.trained for t in self.tokens)
+
+    @property
+    def masked_tokens(self) -> int:
+        return len(self.tokens) - self.trained_tokens
+
+
+@dataclass(frozen=True)
+class Bin:
+    low: int  # token lengths low..high inclusive
+    high: int
+    count: int
+
+
+@dataclass
+class LengthReport:
+    """Token lengths of the rows against max_seq_length."""
+
+    source: str
+    rows: int  # rows measured
+    total_rows: int  # rows in the dataset
+    max_seq_length: int
+    bins: list[Bin]
+    truncated: int  # longer than max_seq_length: cut
+    dropped: int  # nothing left to learn from after the cut: left out of training
+    longest: int
+    mean: float
+    packing: bool
+    packed_sequences: int | None = None  # with packing: how many sequences of max_seq_length the rows fill (about)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else get_settings()
+
+
+def _read(spec: dict[str, Any]) -> Rows:
+    dataset = spec.get("dataset") or {}
+    extra = {"mapping": dataset["mapping"]} if dataset.get("mapping") else {}
+    return datasets.read_rows(dataset.get("source", "demo"), dataset.get("path"), dataset.get("format", "auto"), **extra)
+
+
+def _tokenizer(spec: dict[str, Any], settings: Settings | None) -> TextTokenizer:
+    base = spec.get("base_model") or "demo"
+    return tokenizer_for_model(str(base), _settings(settings).data_dir)
+
+
+def _token_settings(spec: dict[str, Any]) -> TokenSettings:
+    try:
+        return TokenSettings.from_spec(spec)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"The job's dataset/training settings cannot be read: {exc}", hint="Fix max_seq_length.") from exc
+
+
+def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = None) -> SampleView:
+    """Row `row` (0-based) of the spec's dataset, rendered and tokenized as the trainer will."""
+    rows = _read(spec)
+    if not 0 <= row < len(rows.rows):
+        raise DatasetError(f"Row {row + 1} does not exist: {rows.source} has {len(rows.rows)} rows.", hint=f"Pick a row from 1 to {len(rows.rows)}.")
+    tok = _tokenizer(spec, settings)
+    token_settings = _token_settings(spec)
+    template = resolve_template(token_settings.template, tok.chat_template)
+    try:
+        enc = encode_row(rows.rows[row], rows.format, tok, template, token_settings)
+    except Exception as exc:  # jinja2 errors from a template that refuses the conversation
+        raise DatasetError(
+            f"{rows.source}, line {rows.lines[row]}: {template.label} rejected this conversation: {exc}",
+            hint="Reorder the messages as that template expects, or choose another dataset.template.",
+        ) from exc
+    eos = tok.eos_id
+    tokens = [
+        TokenView(i, enc.text[a:b] if b > a else ("" if i == eos else tok.piece(i)), label != IGNORE_INDEX, tok.is_special(i), i == eos)
+        for i, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets)
+    ]
+    warnings = template_warnings(template, tok) if rows.format == "chat" else []
+    if enc.truncated:
+        warnings.append(f"this row has {enc.full_length} tokens: it is cut at max_seq_length={token_settings.max_seq_length} and keeps no EOS")
+    if not enc.learnable:
+        warnings.append("after the cut no token of this row is trained: it is left out of training")
+    training = spec.get("training") or {}
+    return SampleView(
+        source=rows.source, row=row, line=rows.lines[row], rows=len(rows.rows), format=rows.format,
+        template=template.label if rows.format == "chat" else None, text=enc.text, tokens=tokens, length=enc.full_length,
+        max_seq_length=token_settings.max_seq_length, truncated=enc.truncated, learnable=enc.learnable,
+        completions_only=token_settings.completions_only, packing=bool(training.get("packing", False)), warnings=rows.notes + warnings,
+    )
+
+
+def histogram(lengths: list[int], max_len: int, bins: int = HISTOGRAM_BINS) -> list[Bin]:
+    """Equal-width bins from 1 to max(longest, max_len), so the max_seq_length line always falls on the chart."""
+    if not lengths:
+        return []
+    top = max(max(lengths), max_len)
+    width = max(1, math.ceil(top / bins))
+    counts = [0] * math.ceil(top / width)
+    for n in lengths:
+        counts[min((max(n, 1) - 1) // width, len(counts) - 1)] += 1
+    return [Bin(k * width + 1, (k + 1) * width, c) for k, c in enumerate(counts)]
+
+
+def length_report(spec: dict[str, Any], settings: Settings | None = None) -> LengthReport:
+    """Token lengths of the spec's rows (the first MAX_REPORT_ROWS), with how many are cut or dropped."""
+    rows = _read(spec)
+    tok = _tokenizer(spec, settings)
+    token_settings = _token_settings(spec)
+    done = tokenize_rows(rows, tok, token_settings, limit=MAX_REPORT_ROWS)
+    lengths, max_len = done.lengths, token_settings.max_seq_length
+    packing = bool((spec.get("training") or {}).get("packing", False))
+    kept = sum(len(e.input_ids) for e in done.examples)
+    warnings = list(done.warnings)
+    if len(rows.rows) > len(lengths):
+        warnings.append(f"measured the first {len(lengths):,} of {len(rows.rows):,} rows")
+    return LengthReport(
+        source=rows.source, rows=len(lengths), total_rows=len(rows.rows), max_seq_length=max_len, bins=histogram(lengths, max_len),
+        truncated=done.truncated, dropped=done.dropped, longest=max(lengths, default=0),
+        mean=sum(lengths) / max(len(lengths), 1), packing=packing,
+        packed_sequences=math.ceil(kept / max_len) if packing else None, warnings=warnings,
+    )
