@@ -118,3 +118,12 @@ def saved_whole(shape: ModelShape, modules_to_save: list[str] | None) -> list[Mo
         if m.name and name_matches(m.name, modules_to_save or []) and not under(m.name, [f.name for f in found]):
             found.append(m)
     return found
+
+
+def token_row_width(module: ModuleShape) -> int | None:
+    """Width of one token row: an embedding's dim, or a (tied) output head's input size; None for other kinds."""
+    if module.kind == "embedding":
+        return module.out_features
+    if module.kind == "linear":
+        return module.in_features
+    return None

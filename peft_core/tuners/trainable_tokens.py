@@ -13,11 +13,15 @@ modules_to_save or layer selection, so those are fixed class attributes here, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..config import PeftConfig, option
 from ..registry import MethodSpec, register_method
+from ..shapes import select_modules, token_row_width
 from ..types import PeftType
+
+if TYPE_CHECKING:
+    from ..shapes import ModelShape
 
 
 def token_index_problems(field: str, indices: list[int]) -> list[str]:
@@ -62,6 +66,17 @@ class TrainableTokensConfig(PeftConfig):
         if isinstance(self.target_modules, list) and not self.target_modules:
             problems.append("target_modules: the list is empty; name the embedding layer or leave it unset for the input embedding")
         return problems
+
+    def trainable_parameter_count(self, shape: ModelShape) -> int | None:
+        """len(token_indices) rows per targeted layer (default: the input embedding); a tied output head shares the rows."""
+        targets = self.target_modules if self.target_modules is not None else shape.input_embedding
+        if targets is None:
+            return None
+        modules = select_modules(shape, targets)
+        rows = [token_row_width(m) for m in modules]
+        if not modules or None in rows:
+            return None
+        return sum(len(self.token_indices) * width for width in rows)  # type: ignore[misc]
 
 
 register_method(

@@ -10,13 +10,17 @@ inputs, and a learned per-output scale s. Registering imports only the config; t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import AdapterConfig, option
 from ...default_targets import DEFAULT_TARGETS
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 
 @dataclass
@@ -53,6 +57,20 @@ class BOFTConfig(AdapterConfig):
         elif not self.boft_block_size and not self.boft_block_num:
             problems.append("boft_block_size: set boft_block_size or boft_block_num to a positive number (both are 0)")
         return problems
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """boft_R: factors x blocks x b x b, boft_s: one scale per output; None where the layer would refuse the sizes."""
+        if module.kind not in ("linear", "conv"):
+            return None
+        n = math.prod(module.weight_shape[1:])
+        given = self.boft_block_num or self.boft_block_size
+        if n % given:
+            return None
+        size, count = (n // given, given) if self.boft_block_num else (given, n // given)
+        factors = max(self.boft_n_butterfly_factor, 1)
+        if factors > 1 and (size % 2 or count % 2 ** (factors - 1)):
+            return None
+        return factors * count * size * size + module.out_features
 
 
 register_method(

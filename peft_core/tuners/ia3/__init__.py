@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import TargetingConfig, option
+from ...matching import name_matches
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 
 @dataclass
@@ -50,6 +54,17 @@ class IA3Config(TargetingConfig):
             except re.error as exc:
                 problems.append(f"feedforward_modules: {ff!r} is not a valid regex ({exc})")
         return problems
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """One vector: the input size for feed-forward targets, else the output size (feedforward_modules defaults per model type)."""
+        if module.kind not in ("linear", "conv"):
+            return None
+        feedforward = self.feedforward_modules
+        if feedforward is None:
+            feedforward = IA3_FEEDFORWARD.get(shape.model_type or "")
+            if feedforward is None:
+                return None
+        return module.in_features if name_matches(module.name, feedforward) else module.out_features
 
 
 # What peft 0.21.2 targets by default (keys/values + one feed-forward projection) on these model types.

@@ -10,11 +10,14 @@ so the layer wraps the generic "module" view. Default targets per model type are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import TargetingConfig
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 
 @dataclass
@@ -22,6 +25,10 @@ class LNTuningConfig(TargetingConfig):
     """LN tuning: train a copy of each targeted (normalisation) layer."""
 
     peft_type: ClassVar[PeftType] = PeftType.LN_TUNING
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """A full trainable copy of the targeted module: all of its parameters."""
+        return module.numel
 
 
 _LLAMA_NORMS = ["input_layernorm", "post_attention_layernorm", "norm"]

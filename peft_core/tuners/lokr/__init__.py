@@ -11,14 +11,19 @@ adapted. Default targets are LoRA's (peft uses the same table).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import option
 from ...default_targets import DEFAULT_TARGETS
+from ...patterns import pattern_value
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
 from ..lycoris import LycorisConfig
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 
 @dataclass
@@ -40,6 +45,38 @@ class LoKrConfig(LycorisConfig):
         if self.decompose_factor == 0:
             problems.append("decompose_factor: must be a positive size or -1 (split as evenly as possible), got 0")
         return problems
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """w1 (out_l x in_m, or r x (out_l + in_m) with decompose_both) plus w2 (full, low-rank or Tucker), as the layer builds them."""
+        if module.kind not in ("linear", "conv"):
+            return None
+        r = pattern_value(self.rank_pattern, module.name, self.r)
+        out_f, in_f, *kernel = module.weight_shape
+        out_l, out_k = factorize(out_f, self.decompose_factor)
+        in_m, in_n = factorize(in_f, self.decompose_factor)
+        w1 = r * (out_l + in_m) if self.decompose_both and r < max(out_l, in_m) / 2 else out_l * in_m
+        if r >= max(out_k, in_n) / 2:
+            w2 = out_k * in_n * math.prod(kernel)
+        elif self.use_effective_conv2d and any(k != 1 for k in kernel):
+            w2 = r * r * math.prod(kernel) + r * out_k + r * in_n
+        else:
+            w2 = out_k * r + r * in_n * math.prod(kernel)
+        return w1 + w2
+
+
+def factorize(size: int, factor: int = -1) -> tuple[int, int]:
+    """(m, n) with m * n = size, as peft_core.tuners.lokr.layer.factorize splits sizes (torch-free copy for counting;
+    tests/peft_core/test_parameter_counts.py checks both agree)."""
+    if factor > 0 and size % factor == 0:
+        return factor, size // factor
+    limit = size if factor <= 0 else factor
+    m = 1
+    for candidate in range(2, math.isqrt(size) + 1):
+        if candidate > limit:
+            break
+        if size % candidate == 0:
+            m = candidate
+    return m, size // m
 
 
 register_method(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...config import AdapterConfig, option
-from ...patterns import pattern_problems
+from ...matching import name_matches
+from ...patterns import pattern_problems, pattern_value
+from ...shapes import token_row_width
 from ...types import PeftType
 from ..trainable_tokens import token_index_problems
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 INIT_CHOICES = (True, False, "gaussian", "pissa", "olora", "orthogonal", "loftq")
 _PISSA_FAST = re.compile(r"pissa_niter_(\d+)")
@@ -121,6 +126,44 @@ class LoraConfig(AdapterConfig):
 
     def _allows_empty_targets(self) -> bool:
         return bool(self.target_parameters)
+
+    # ------------------------------------------------------------------ trainable-parameter count (torch-free)
+
+    def trainable_parameter_count(self, shape: ModelShape) -> int | None:
+        """Adapted modules plus trainable token rows; raw-parameter targets (MoE experts) are not counted yet."""
+        if self.target_parameters or self.peft_type is not PeftType.LORA:
+            return None  # a method built on this config (AdaLoRA) has tensors of its own: it counts them itself
+        count = super().trainable_parameter_count(shape)
+        if count is None or not self.trainable_token_indices:
+            return count
+        if isinstance(self.trainable_token_indices, list):
+            if shape.input_embedding is None:
+                return None
+            spec = {shape.input_embedding: self.trainable_token_indices}
+        else:
+            spec = self.trainable_token_indices
+        for key, ids in spec.items():
+            matched = [m for m in shape.modules if name_matches(m.name, [key])]
+            rows = [token_row_width(m) for m in matched]
+            if not matched or None in rows:
+                return None
+            count += sum(len(ids) * width for width in rows)  # type: ignore[misc]  (a tied head shares the rows)
+        return count
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """A: r x in (x kernel), B: out x r, plus lora_bias (out) and DoRA's magnitude (one per output)."""
+        r = pattern_value(self.rank_pattern, module.name, self.r)
+        if module.kind == "linear" or module.kind == "embedding":
+            count = r * (module.in_features + module.out_features)
+        elif module.kind == "conv" and module.groups == 1:
+            count = r * module.in_features * module.kernel_numel + r * module.out_features
+        else:
+            return None
+        if self.lora_bias:
+            if module.kind == "embedding":
+                return None
+            count += module.out_features
+        return count + (module.out_features if self.use_dora else 0)
 
 
 def _loftq_problems(init: Any, loftq: dict[str, int]) -> list[str]:

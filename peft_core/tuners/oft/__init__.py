@@ -11,13 +11,17 @@ adapted. Default targets are LoRA's (peft uses the same table).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import AdapterConfig, option
 from ...default_targets import DEFAULT_TARGETS
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 
 @dataclass
@@ -56,6 +60,19 @@ class OFTConfig(AdapterConfig):
         elif not self.r and not self.oft_block_size:
             problems.append("oft_block_size: set r or oft_block_size to a positive number (both are 0)")
         return problems
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """k blocks (1 with block_share) of b(b-1)/2 skew entries; b divides the flattened input as the layer adjusts it."""
+        if module.kind not in ("linear", "conv"):
+            return None
+        n = math.prod(module.weight_shape[1:])
+        size = n // nearest_divisor(n, self.r) if self.r else nearest_divisor(n, self.oft_block_size)
+        return (1 if self.block_share else n // size) * (size * (size - 1) // 2)
+
+
+def nearest_divisor(n: int, target: int) -> int:
+    """The divisor of n closest to target, the smaller on a tie (as peft_core.tuners.oft.layer adjusts r and block sizes)."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
 
 
 register_method(
