@@ -55,6 +55,17 @@ class Job(Base):
     merge_owner: Mapped[str | None] = mapped_column(String(200))
     merge_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # Publishing the run to the Hugging Face Hub (app.services.publishing): the same small lifecycle.
+    publish_status: Mapped[str | None] = mapped_column(String(16))
+    publish_message: Mapped[str | None] = mapped_column(Text)
+    publish_target: Mapped[str | None] = mapped_column(String(16))  # "adapter" or "merged"
+    publish_repo_id: Mapped[str | None] = mapped_column(String(200))
+    publish_private: Mapped[bool | None] = mapped_column(Boolean)
+    publish_url: Mapped[str | None] = mapped_column(Text)
+    publish_commit: Mapped[str | None] = mapped_column(String(64))
+    publish_owner: Mapped[str | None] = mapped_column(String(200))
+    publish_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -117,3 +128,13 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class Secret(Base):
+    """An encrypted value (Fernet ciphertext; the key is outside the DB, see app/secrets.py), e.g. the saved Hub token."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
