@@ -223,7 +223,15 @@ def get_peft_model_state_dict(
     model: nn.Module, state_dict: dict | None = None, adapter_name: str = "default", save_embedding_layers: bool | str = "auto"
 ) -> dict[str, torch.Tensor]:
     """The adapter's tensors under their PEFT checkpoint keys (detached, on their current device)."""
-    return {k: v.detach() for k, v in adapter_tensor_map(model, adapter_name, save_embedding_layers).items()}
+    state = {k: v.detach() for k, v in adapter_tensor_map(model, adapter_name, save_embedding_layers).items()}
+    config = _config_of(model, adapter_name)
+    if config is not None:  # a method may store a reduced form (AdaLoRA: only the kept ranks)
+        from .registry import spec_for_config
+
+        finish = getattr(spec_for_config(config).layer_module, "saved_state_dict", None)
+        if finish is not None:
+            state = finish(model, config, adapter_name, state)
+    return state
 
 
 def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str, torch.Tensor], adapter_name: str = "default") -> tuple[list[str], list[str]]:

@@ -111,6 +111,9 @@ class TunerModel(nn.Module):
         if adapter_name in spec.prefix:
             warnings.warn(f"adapter name {adapter_name!r} is part of the method prefix {spec.prefix!r}; keys may be ambiguous", stacklevel=3)
         config = self.prepare_config(config, spec)
+        before = getattr(spec.layer_module, "before_inject", None)
+        if before is not None:  # method-specific refusals before anything is changed (AdaLoRA: one trained adapter)
+            before(self, config, adapter_name)
         # Modules trained whole (modules_to_save, wrapped below or by an earlier adapter) are never adapted:
         # an adapter inside one would be copied into the trainable copy and the frozen original alike.
         to_save = config.modules_to_save or []
@@ -264,6 +267,10 @@ class TunerModel(nn.Module):
     def add_weighted_adapter(self, *args: Any, **kwargs: Any) -> None:
         """Combine adapters into a new one, for methods that support it (LoRA: see tuners/lora/combine.py)."""
         self._method_function("add_weighted_adapter")(self, *args, **kwargs)
+
+    def update_and_allocate(self, global_step: int) -> None:
+        """AdaLoRA's per-step rank budget update (see tuners/adalora/budget.py); call after backward."""
+        self._method_function("update_and_allocate")(self, global_step)
 
     def _method_function(self, name: str) -> Any:
         config = next(iter(self.peft_config.values()))

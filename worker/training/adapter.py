@@ -50,5 +50,42 @@ def wrap_model(base: BaseModel, job: JobSpec, precision: Precision, log: Any) ->
     return model
 
 
+def _method_hook(model: Any, name: str) -> Any:
+    """A model-level function the job's method defines in its layer module (None when it has none)."""
+    from peft_core.registry import spec_for_config
+
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        return None
+    return getattr(spec_for_config(next(iter(configs.values()))).layer_module, name, None)
+
+
+def extra_loss(model: Any) -> torch.Tensor | None:
+    """A term the method adds to the training loss (AdaLoRA: its orthogonal regulariser), or None.
+
+    peft adds it inside forward when the model computes the loss from labels; the loop computes the loss
+    from logits itself, so it adds this instead.
+    """
+    hook = _method_hook(model, "extra_loss")
+    return None if hook is None else hook(model.base_model)
+
+
 def after_optimizer_step(model: Any, step: int, total_steps: int) -> None:
-    """Per-step work some methods need after the optimizer step (none yet for the registered methods)."""
+    """Per-step work some methods need after the optimizer step.
+
+    AdaLoRA: `update_and_allocate(step)` reallocates the rank budget. Its `total_step`, when the job left
+    it empty, is the plan's number of steps (filled here, before the first allocation, and saved with the
+    adapter).
+    """
+    if _method_hook(model, "update_and_allocate") is None:
+        return
+    config = next(c for c in model.peft_config.values() if not c.inference_mode)
+    if config.total_step is None:
+        config.total_step = total_steps
+        if config.tinit >= total_steps - config.tfinal:
+            raise TrainingError(
+                f"AdaLoRA's schedule does not fit this run: {total_steps} steps, tinit={config.tinit}, tfinal={config.tfinal} leave no "
+                "step to reallocate ranks.",
+                hint="Lower method.tinit/method.tfinal, or train for more steps.",
+            )
+    model.base_model.update_and_allocate(step)

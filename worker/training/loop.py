@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from app.jobspec import JobSpec, TrainingSettings
 
-from .adapter import after_optimizer_step, wrap_model
+from .adapter import after_optimizer_step, extra_loss, wrap_model
 from .checkpoint import list_checkpoints, load_checkpoint, prune, remove_partial, save_checkpoint
 from .data import IGNORE_INDEX, Example, batches_per_epoch, collate, micro_batch
 from .errors import TrainingError
@@ -129,6 +129,8 @@ def accumulate_gradients(model: Any, data: TrainData, settings: TrainingSettings
     for batch in batches:
         loss_sum, _ = token_loss(model, _to(batch, precision.device), precision)
         loss = loss_sum / labelled
+        if (extra := extra_loss(model)) is not None:  # a method's own loss term (AdaLoRA's regulariser), per micro-batch
+            loss = loss + extra / len(batches)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_total += loss_sum.item()
         tokens += int(batch["attention_mask"].sum())
