@@ -8,7 +8,8 @@ at once, named by its path as the user sees it ("training.learning_rate", "metho
       "name": "my run",                          optional
       "base_model": "demo" | "<hub id>" | "<local folder>",
       "task_type": "CAUSAL_LM",
-      "dataset": {"source": "demo"} | {"source": "jsonl", "path": "...", "format": "auto"},
+      "dataset": {"source": "demo"} | {"source": "stored", "dataset_id": 3, "format": "auto", "mapping": {...}}
+                 | {"source": "file", "path": "...", "format": "auto"}      ("jsonl" is the older name of "file")
       "method": {"peft_type": "LORA", "r": 8, ...any field of that method's config},
       "training": {...TrainingSettings fields}
     }
@@ -76,9 +77,19 @@ class TrainingSettings(Schema):
 class DatasetSpec(Schema):
     """Where the training data comes from."""
 
-    source: str = option(DEMO_DATASET, help="'demo' (built in) or 'jsonl' (a file on the server).", choices=("demo", "jsonl"))
-    path: str | None = option(None, help="Path of the JSONL file when source is 'jsonl'.")
-    format: str = option("auto", help="Row shape: auto-detect, chat messages, prompt/completion or plain text.", choices=("auto", "chat", "prompt_completion", "text"))
+    source: str = option(
+        DEMO_DATASET,
+        help="'demo' (built in), 'stored' (a dataset from the Datasets page) or 'jsonl'/'file' (a file on the server).",
+        choices=("demo", "stored", "jsonl", "file"),
+    )
+    dataset_id: int | None = option(None, help="The stored dataset's id when source is 'stored'.")
+    path: str | None = option(None, help="Path of the CSV/JSON/JSONL/Parquet file (filled in from a stored dataset).")
+    format: str = option(
+        "auto",
+        help="Row shape: auto-detect, chat, ShareGPT, instruction, prompt/completion, plain text or text/label classification.",
+        choices=("auto", "chat", "sharegpt", "instruction", "prompt_completion", "text", "classification"),
+    )
+    mapping: dict[str, str] | None = option(None, help="Which column holds each field of the format, e.g. {\"prompt\": \"question\"}.", advanced=True)
     template: str = option(
         "auto",
         help="How conversations become text: the model's own chat template (auto) or a built-in one.",
@@ -87,8 +98,16 @@ class DatasetSpec(Schema):
     system_prompt: str | None = option(None, help="A system message added to conversations that have none.", advanced=True)
 
     def extra_checks(self) -> list[str]:
-        if self.source == "jsonl" and not self.path:
-            return ["path: a JSONL dataset needs the file's path"]
+        if self.source == "stored" and self.dataset_id is None:
+            return ["dataset_id: pick a stored dataset (its id on the Datasets page)"]
+        if self.source in ("jsonl", "file") and not self.path:
+            return ["path: a dataset file needs its path"]
+        if self.mapping and self.format != "auto":
+            from app.datasets.formats import fields_of
+
+            unknown = sorted(set(self.mapping) - set(fields_of(self.format)))
+            if unknown:
+                return [f"mapping: {unknown[0]!r} is not a field of {self.format} data (fields: {', '.join(fields_of(self.format))})"]
         return []
 
 

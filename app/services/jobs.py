@@ -142,6 +142,10 @@ def create_job(session: Session, *, spec: dict[str, Any], settings: Settings | N
     """Validate `spec` (raises app.jobspec.JobSpecError listing every problem), store it queued and ring a worker."""
     settings = settings or get_settings()
     parsed = parse_job_spec(spec)
+    if parsed.dataset.source == "stored":  # the stored dataset exists, its mapping fits; its path goes into the spec
+        from app.services.datasets import resolve_job_spec
+
+        parsed = resolve_job_spec(session, parsed)
     method = str(parsed.method["peft_type"]).upper()
     now = utcnow()
     job = Job(

@@ -4,7 +4,7 @@
 
 One module per job step, called in this order:
 
-    data.read_rows        read and check the dataset (fails on a bad line before any model is loaded)
+    app.datasets          read and check the dataset (fails on a bad line/row before any model is loaded)
     precision             pick device and precision for this machine
     model.load_base_model 'demo' (demo.py builds it offline), a local folder, or a Hub id
     data.tokenize/split   chat template / prompt+completion / text -> token ids with loss labels
@@ -29,6 +29,7 @@ __all__ = ["TrainHooks", "TrainingCancelled", "TrainingError", "run_training"]
 
 def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume_from: Path | None = None) -> dict[str, Any]:
     """Train the adapter a job spec describes; see the module docstring for the phases."""
+    from app.datasets import DatasetError, read_rows
     from app.jobspec import JobSpecError, parse_job_spec
 
     from . import checkpoint, data, demo, loop, model, precision
@@ -42,8 +43,12 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
     resume = (Path(resume_from), checkpoint.read_state(Path(resume_from))) if resume_from is not None else None
     settings = job.training
 
-    rows = data.read_rows(job.dataset.source, job.dataset.path, job.dataset.format)
-    hooks.on_log(f"dataset: {rows.source}, {len(rows.rows)} rows of {rows.format.replace('_', '/')} data")
+    try:  # the same reader the web process checked the data with, so what was shown is what is trained
+        rows = read_rows(job.dataset.source, job.dataset.path, job.dataset.format, job.dataset.mapping)
+    except DatasetError as exc:
+        raise TrainingError(exc.message, hint=exc.hint) from exc
+    notes = f" ({'; '.join(rows.notes)})" if rows.notes else ""
+    hooks.on_log(f"dataset: {rows.source}, {len(rows.rows)} rows of {(rows.detected or rows.format).replace('_', '/')} data{notes}")
 
     chosen = precision.choose_precision(settings.precision)
     with precision.out_of_memory_as_training_error(settings, "while loading the base model"):
