@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api.routes import artifacts, catalog, health, jobs, merges, runs
+from app.api.routes import artifacts, catalog, combine, health, jobs, merges, publish, runs
+from app.api.routes import datasets as datasets_routes
 
 
 def create_app() -> FastAPI:
@@ -19,4 +20,7 @@ def create_app() -> FastAPI:
     app.include_router(artifacts.router)
     app.include_router(merges.router)
     app.include_router(catalog.router)
+    app.include_router(combine.router)
+    app.include_router(publish.router)
+    app.include_router(datasets_routes.router)
     return app

@@ -55,14 +55,14 @@ def export_jsonl(repo: str, config: str | None, split: str, target: Path, cache_
         text = f"{type(exc).__name__}: {exc}".lower()
         if any(w in text for w in REMOTE_CODE_WORDS):
             raise _refuse_script(where, "a .py file") from None
-        if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1" or any(w in text for w in OFFLINE_WORDS):
+        if "split" in text and split in str(exc):
+            raise DatasetError(f"The dataset {where} has no split {split!r} ({exc}).", hint="Give one of the splits it has, e.g. 'train'.") from None
+        if not local.is_dir() and (os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1" or any(w in text for w in OFFLINE_WORDS)):
             raise DatasetError(
                 f"Could not load the Hub dataset {where}: the Hugging Face Hub cannot be reached from this server (offline).",
                 hint="Download the dataset where there is network (e.g. its Parquet or JSONL files) and give its local file "
                 "or folder path instead, or upload the file.",
             ) from None
-        if "split" in text and split in str(exc):
-            raise DatasetError(f"The dataset {where} has no split {split!r} ({exc}).", hint="Give one of the splits it has, e.g. 'train'.") from None
         raise DatasetError(f"Could not load the dataset {where}: {exc}", hint="Check the id, config and split, or give a local path.") from None
     rows = 0
     tmp = target.with_name(target.name + ".part")
