@@ -48,6 +48,7 @@ class Settings:
     max_upload_bytes: int = 2 * 2**30
     trainer: str = "worker.training:run_training"
     log_level: str = "INFO"
+    hub_endpoint: str = "https://huggingface.co"  # where publishing goes (a Hub mirror or, in tests, a local fake)
 
     @property
     def jobs_dir(self) -> Path:
@@ -139,7 +140,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_upload_bytes": _size,
     "trainer": _matching(r"[\w.]+:\w+$", "'package.module:function'"),
     "log_level": _log_level,
+    "hub_endpoint": lambda raw: _matching(r"https?://[^\s/]+", "an http(s) URL such as https://huggingface.co")(raw.strip()).rstrip("/"),
 }
+# Read elsewhere, on purpose not fields (a token or key must never sit in a Settings repr): app/secrets.py, worker/publishing.py.
+SECRET_VARS = {"STUDIO_SECRET_KEY", "STUDIO_HF_TOKEN"}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,7 +159,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[f.name] = _PARSERS[f.name](env[var])
         except ValueError as exc:
             problems.append(f"{var}: {exc}")
-    known = {PREFIX + f.name.upper() for f in fields(Settings)}
+    known = {PREFIX + f.name.upper() for f in fields(Settings)} | SECRET_VARS
     for var in sorted(v for v in env if v.startswith(PREFIX) and v not in known):
         log.warning("%s is not a studio setting and is ignored (known: %s)", var, ", ".join(sorted(known)))
     if problems:

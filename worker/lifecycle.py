@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import broker
 from app.db.session import session_scope
-from app.services import jobs, merges
+from app.services import jobs, merges, publishing
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,14 @@ def reap_once(settings: Settings, *, redeliver_all: bool = False) -> jobs.ReapRe
         with session_scope(settings) as session:
             report = jobs.reap(session, settings=settings, redeliver_all=redeliver_all)
             merges_failed, merges_rung = merges.reap_merges(session, settings=settings)
+            publishes_failed, publishes_rung = publishing.reap_publishes(session, settings=settings)
     except SQLAlchemyError as exc:
         log.warning("reaper: database unavailable (%s); will retry", exc)
         return None
     if merges_failed or merges_rung:
         log.info("reaper: merges failed (worker gone) %s, sent again %s", merges_failed, merges_rung)
+    if publishes_failed or publishes_rung:
+        log.info("reaper: publishes failed (worker gone) %s, sent again %s", publishes_failed, publishes_rung)
     if report.requeued or report.failed or report.cancelled or report.redelivered:
         log.info("reaper: requeued %s, failed %s, cancelled %s, sent again %s", report.requeued, report.failed, report.cancelled, report.redelivered)
     return report
