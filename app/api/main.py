@@ -20,7 +20,6 @@ def create_app() -> FastAPI:
     app.include_router(artifacts.router)
     app.include_router(merges.router)
     app.include_router(catalog.router)
-    app.include_router(publish.router)
     app.include_router(combine.router)
     app.include_router(publish.router)
     app.include_router(datasets_routes.router)
