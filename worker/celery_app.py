@@ -47,7 +47,7 @@ def worker_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-app = Celery("peft-studio", include=["worker.tasks", "worker.publish_tasks"])
+app = Celery("peft-studio", include=["worker.tasks", "worker.publish_tasks", "worker.combine_tasks"])
 app.add_defaults(lambda: worker_config(get_settings()))  # read lazily: importing this module reads no settings
 
 
