@@ -57,10 +57,7 @@ def run_training(spec: dict[str, Any], work_dir: Path, hooks: TrainHooks, resume
             quantization=settings.quantization, device=str(chosen.device),
         )
     hooks.on_log(f"base model: {base.source}")
-    if rows.format == "chat" and data.ensure_chat_template(base.tokenizer):
-        hooks.on_log("the tokenizer has no chat template: using the studio's plain '### User:' template (saved with the adapter)")
-
-    examples, stats = data.tokenize(rows, base.tokenizer, settings.max_seq_length, settings.train_on_completions_only)
+    examples, stats = data.tokenize_for_job(rows, base, job, hooks.on_log)  # the sample inspector's code path
     hooks.on_log(f"tokenized: {stats.summary(settings.max_seq_length)}")
     limit = getattr(base.model.config, "max_position_embeddings", None)
     if limit and settings.max_seq_length > limit and max(stats.lengths) > limit:

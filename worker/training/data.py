@@ -1,53 +1,44 @@
-"""Training data: turn checked rows into token ids with loss labels, split, batch.
+"""Training data: turn checked rows into token ids with loss labels, split, pack, batch.
 
 Reading and checking the rows happens before any model is loaded, in app.datasets (torch-free, shared
-with the web process); this module takes its `Rows`. The phases, in the order run_training calls them:
+with the web process); this module takes its `Rows`. The phases, in the order the trainer calls them:
 
-2. `tokenize(rows, tokenizer, ...)`: chat rows go through the tokenizer's chat template; prompt and
-   completion are concatenated as written. With completions-only training, tokens outside the assistant
-   turns / the completion get label -100 (no loss). EOS is appended when the text does not already end
-   with it; examples longer than max_seq_length are cut (and then keep no EOS, since they did not end).
+2. `tokenize_for_job(rows, base, job, log)`: app.datasets.tokenization.encode_row, the very function the
+   web process's sample inspector calls, over the model folder's tokenizer files, so what was shown
+   before Start is what is trained. Chat rows go through the chat template (dataset.template; "auto" is
+   the tokenizer's own, else the built-in "plain", which is then saved with the adapter's tokenizer);
+   with completions-only training only assistant turns / completions keep their labels; EOS ends each
+   example (trained); longer examples are cut at max_seq_length.
 3. `split(examples, eval_fraction, seed)`: a fixed-seed held-out set for the eval loss.
-4. `micro_batch(...)` + `collate(...)`: the n-th micro-batch of the run is a pure function of (n, seed),
-   so a resumed run sees exactly the batches the interrupted one would have seen.
+4. `pack(examples, max_len, seed)` (training.packing): the training examples, in a seeded order, laid
+   end to end into sequences of at most max_seq_length; each keeps its rows' lengths (`segments`).
+5. `micro_batch(...)` + `collate(...)`: the n-th micro-batch of the run is a pure function of (n, seed),
+   so a resumed run sees exactly the batches the interrupted one would have seen. A packed batch carries
+   position_ids that restart at 0 for every row and no 2D attention mask: the model then builds a causal
+   mask per row from the position_ids (transformers' packed-sequence attention), so no token attends
+   across a row boundary; and the first token of each row gets no label, so none is predicted from the
+   previous row.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.datasets import DatasetError, Rows
+from app.datasets.templates import resolve_template
+from app.datasets.tokenization import IGNORE_INDEX, TextTokenizer, TokenSettings, template_warnings, tokenize_rows
 
 from .errors import TrainingError
 
-IGNORE_INDEX = -100  # label of tokens that carry no loss (the value torch's cross_entropy skips)
 MAX_EVAL_EXAMPLES = 500  # eval runs often: past this it costs more than it tells
-
-# Used only when a model's tokenizer has no chat template of its own; it is saved with the adapter's
-# tokenizer so that inference formats conversations the same way.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for m in messages %}### {{ m['role'] | capitalize }}:\n{{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n\n{% endfor %}"
-    "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
-)
-
-
-# ------------------------------------------------------------------------------------------- 1. rows
-
-
-def read_rows(source: str, path: str | None, fmt: str = "auto") -> Rows:
-    """app.datasets.read_rows with its DatasetError turned into the trainer's TrainingError."""
-    from app.datasets import read_rows as read
-
-    try:
-        return read(source, path, fmt)
-    except DatasetError as exc:
-        raise TrainingError(exc.message, hint=exc.hint) from exc
+__all__ = ["IGNORE_INDEX", "Example", "Rows", "TokenStats", "collate", "micro_batch", "pack", "split", "tokenize", "tokenize_for_job"]
 
 
 # ------------------------------------------------------------------------------------------ 2. tokens
@@ -55,10 +46,11 @@ def read_rows(source: str, path: str | None, fmt: str = "auto") -> Rows:
 
 @dataclass(frozen=True)
 class Example:
-    """One tokenized training example; labels are input_ids with IGNORE_INDEX where there is no loss."""
+    """One tokenized training example (or several packed); labels are input_ids with IGNORE_INDEX where there is no loss."""
 
     input_ids: list[int]
     labels: list[int]
+    segments: tuple[int, ...] | None = None  # packed: the lengths of the rows laid end to end
 
 
 @dataclass
@@ -77,110 +69,50 @@ class TokenStats:
         )
 
 
-def ensure_chat_template(tokenizer: Any) -> bool:
-    """Give a template-less tokenizer the studio's plain one; True if it had to (worth a log line)."""
-    if getattr(tokenizer, "chat_template", None):
-        return False
-    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-    return True
+def text_tokenizer(tokenizer: Any, base_model: str) -> TextTokenizer:
+    """The torch-free tokenizer over the same files the web process reads; the Rust one inside `tokenizer` if none."""
+    from app.datasets.tokenizer_files import hub_tokenizer_folder, load_tokenizer
+
+    folder = Path(str(getattr(tokenizer, "name_or_path", "") or base_model)).expanduser()
+    try:
+        if (folder / "tokenizer.json").is_file():
+            return load_tokenizer(folder)
+        if base_model != "demo" and not folder.exists():
+            return load_tokenizer(hub_tokenizer_folder(base_model))
+    except DatasetError:
+        pass
+    return TextTokenizer.from_transformers(tokenizer)
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def _chat_text(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns (with their end marker).
-
-    A turn's span runs from the end of the conversation rendered up to it with a generation prompt to
-    the end of the conversation rendered through it. Templates that rewrite earlier turns break that
-    prefix property; then the span is the message text itself, found in the rendering.
-    """
-    text = _render(tokenizer, messages).rstrip()
-    spans: list[tuple[int, int]] = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        try:
-            before = _render(tokenizer, messages[:i], generation_prompt=True) if i else ""
-            through = _render(tokenizer, messages[: i + 1]).rstrip()
-        except Exception:  # a template that refuses a partial conversation
-            before, through = "", ""
-        if before and text.startswith(before) and text.startswith(through) and len(through) > len(before):
-            spans.append((len(before), len(through)))
-            continue
-        start = text.find(message["content"], spans[-1][1] if spans else 0)
-        if start >= 0:
-            spans.append((start, start + len(message["content"])))
-    return text, spans
-
-
-def _encode(tokenizer: Any, text: str, spans: list[tuple[int, int]], special: bool) -> tuple[list[int], list[bool]]:
-    """Token ids of `text` and, per token, whether it starts inside one of `spans` (is trained)."""
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
-        starts = [s for s, _ in enc["offset_mapping"]]
-        return list(enc["input_ids"]), [any(a <= s < b for a, b in spans) for s in starts]
-    ids = list(tokenizer(text, add_special_tokens=special)["input_ids"])  # slow tokenizer: count by prefixes
-    trained = [False] * len(ids)
-    for a, b in spans:
-        lo = len(tokenizer(text[:a], add_special_tokens=special)["input_ids"])
-        hi = len(tokenizer(text[:b], add_special_tokens=special)["input_ids"])
-        for j in range(lo, min(hi, len(ids))):
-            trained[j] = True
-    return ids, trained
-
-
-def encode_row(row: dict[str, Any], fmt: str, tokenizer: Any, max_len: int, completions_only: bool) -> tuple[Example, bool]:
-    """(example, was it truncated) for one checked row."""
-    if fmt == "chat":
-        text, spans = _chat_text(tokenizer, row["messages"])
-        ids, trained = _encode(tokenizer, text, spans, special=False)  # the template writes BOS itself
-        ends_trained = row["messages"][-1]["role"] == "assistant"
-    elif fmt == "prompt_completion":
-        text = row["prompt"] + row["completion"]
-        ids, trained = _encode(tokenizer, text, [(len(row["prompt"]), len(text))], special=True)
-        ends_trained = True
-    else:
-        ids, trained = _encode(tokenizer, row["text"], [(0, len(row["text"]))], special=True)
-        ends_trained = True
-    eos = tokenizer.eos_token_id
-    if eos is not None and (not ids or ids[-1] != eos):
-        ids.append(eos)
-        trained.append(ends_trained)
-    truncated = len(ids) > max_len
-    ids, trained = ids[:max_len], trained[:max_len]
-    labels = [t if (keep or not completions_only) else IGNORE_INDEX for t, keep in zip(ids, trained)]
-    return Example(ids, labels), truncated
-
-
-def tokenize(rows: Rows, tokenizer: Any, max_len: int, completions_only: bool) -> tuple[list[Example], TokenStats]:
-    """Tokenize every row; TrainingError names the line whose template fails or if nothing is left."""
-    examples: list[Example] = []
-    stats = TokenStats()
-    for row, line in zip(rows.rows, rows.lines):
-        try:
-            example, truncated = encode_row(row, rows.format, tokenizer, max_len, completions_only)
-        except Exception as exc:  # jinja errors from the model's own template ("roles must alternate")
-            raise TrainingError(
-                f"The dataset {rows.source}, line {line}: the model's chat template rejected this conversation: {exc}",
-                hint="Reorder the messages as that model expects (often system, then alternating user/assistant).",
-            ) from exc
-        stats.truncated += truncated
-        if all(label == IGNORE_INDEX for label in example.labels[1:]):  # position 0 is never predicted
-            stats.dropped += 1
-            continue
-        examples.append(example)
-        stats.examples += 1
-        stats.tokens += len(example.input_ids)
-        stats.lengths.append(len(example.input_ids))
+def tokenize(rows: Rows, tok: TextTokenizer, settings: TokenSettings) -> tuple[list[Example], TokenStats]:
+    """Tokenize every row (app.datasets.tokenization); TrainingError names a refused row, or says nothing is left."""
+    try:
+        done = tokenize_rows(rows, tok, settings)
+    except DatasetError as exc:
+        raise TrainingError(exc.message, hint=exc.hint) from exc
+    examples = [Example(e.input_ids, e.labels) for e in done.examples]
     if not examples:
         raise TrainingError(
             f"None of the {len(rows.rows)} examples in {rows.source} has a token to learn from within "
-            f"max_seq_length={max_len}: the prompts are longer than that.",
+            f"max_seq_length={settings.max_seq_length}: the prompts are longer than that.",
             hint="Raise training.max_seq_length or shorten the prompts.",
         )
-    return examples, stats
+    lengths = [len(e.input_ids) for e in examples]
+    return examples, TokenStats(len(examples), done.truncated, done.dropped, sum(lengths), lengths)
+
+
+def tokenize_for_job(rows: Rows, base: Any, job: Any, log: Callable[[str], None]) -> tuple[list[Example], TokenStats]:
+    """Tokenize the job's rows as the sample inspector showed them; a built-in template is saved with the tokenizer."""
+    settings = TokenSettings.from_spec(job.to_dict())
+    tok = text_tokenizer(base.tokenizer, job.base_model)
+    if rows.format == "chat":
+        template = resolve_template(settings.template, tok.chat_template)
+        log(f"chat template: {template.label}")
+        for note in template_warnings(template, tok):
+            log(note if template.fallback and note.startswith("using ") else f"warning: {note}")
+        if template.name != "tokenizer":  # inference must format conversations the same way
+            base.tokenizer.chat_template = template.source
+    return tokenize(rows, tok, settings)
 
 
 # ------------------------------------------------------------------------------------------- 3. split
@@ -199,7 +131,43 @@ def split(examples: list[Example], eval_fraction: float, seed: int) -> tuple[lis
     return train, [examples[i] for i in sorted(held)]
 
 
-# ----------------------------------------------------------------------------------------- 4. batches
+# -------------------------------------------------------------------------------------------- 4. pack
+
+
+def pack(examples: list[Example], max_len: int, seed: int) -> list[Example]:
+    """Lay the examples end to end, in a seeded order, into sequences of at most max_len tokens.
+
+    Rows are never split: a row that does not fit starts the next sequence (rows are at most max_len
+    long already). The result is a pure function of (examples, max_len, seed), so a resumed run packs
+    the same way. Labels of each row's first token are dropped: it must not be predicted from the
+    previous row (alone, position 0 is never predicted either, so the loss equals the unpacked one).
+    """
+    order = list(range(len(examples)))
+    random.Random(seed * 7_919 + 1).shuffle(order)
+    packs: list[Example] = []
+    ids: list[int] = []
+    labels: list[int] = []
+    segments: list[int] = []
+
+    def close() -> None:
+        if segments:
+            packs.append(Example(list(ids), list(labels), tuple(segments)))
+            ids.clear()
+            labels.clear()
+            segments.clear()
+
+    for i in order:
+        e = examples[i]
+        if len(ids) + len(e.input_ids) > max_len:
+            close()
+        ids.extend(e.input_ids)
+        labels.extend([IGNORE_INDEX, *e.labels[1:]])
+        segments.append(len(e.input_ids))
+    close()
+    return packs
+
+
+# ----------------------------------------------------------------------------------------- 5. batches
 
 
 def batches_per_epoch(n_examples: int, batch_size: int) -> int:
@@ -222,8 +190,18 @@ def micro_batch(examples: list[Example], batch_size: int, seed: int, index: int)
     return [examples[i] for i in order[b * batch_size : (b + 1) * batch_size]]
 
 
+def position_ids(segments: tuple[int, ...], width: int) -> list[int]:
+    """0, 1, ... restarting at every row; the padding after the last row counts from 0 as a row of its own."""
+    out = [p for n in segments for p in range(n)]
+    return out + list(range(width - len(out)))
+
+
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example: input_ids, attention_mask, labels (IGNORE_INDEX on padding)."""
+    """Right-pad to the longest example: input_ids, attention_mask (1 = a real token), labels (IGNORE_INDEX on padding).
+
+    A batch of packed examples also gets position_ids (restarting per row); the trainer then gives the
+    model position_ids instead of the 2D mask, so attention stays within each row (see token_loss).
+    """
     width = max(len(e.input_ids) for e in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -233,4 +211,8 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         input_ids[row, :n] = torch.tensor(e.input_ids)
         labels[row, :n] = torch.tensor(e.labels)
         mask[row, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    if any(e.segments is not None for e in batch):
+        positions = [position_ids(e.segments or (len(e.input_ids),), width) for e in batch]
+        out["position_ids"] = torch.tensor(positions, dtype=torch.long)
+    return out

@@ -2,6 +2,7 @@
 
     setup    seed; wrap the base model with the job's method (peft_core, any registered method);
              AdamW over the trainable parameters; the step plan (schedule.py for the learning rate)
+             with training.packing, the training examples packed into max_seq_length sequences (data.pack)
     resume   from a checkpoint: adapter weights, optimizer, RNG. The data position needs no restoring:
              the n-th micro-batch is a pure function of (n, seed) (data.micro_batch)
     loop     per optimizer step: poll should_stop; set the lr; forward/backward over the accumulated
@@ -27,11 +28,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from app.jobspec import JobSpec, TrainingSettings
+from app.jobspec import JobSpec, TrainingSettings, method_config
 
 from .adapter import after_optimizer_step, extra_loss, wrap_model
 from .checkpoint import list_checkpoints, load_checkpoint, prune, remove_partial, save_checkpoint
-from .data import IGNORE_INDEX, Example, batches_per_epoch, collate, micro_batch
+from .data import IGNORE_INDEX, Example, batches_per_epoch, collate, micro_batch, pack
 from .errors import TrainingError
 from .hooks import TrainHooks, TrainingCancelled
 from .model import BaseModel
@@ -75,9 +76,18 @@ def plan_steps(n_train: int, settings: TrainingSettings) -> Plan:
 
 
 def token_loss(model: Any, batch: dict[str, torch.Tensor], precision: Precision) -> tuple[torch.Tensor, int]:
-    """(summed next-token cross-entropy over the labelled tokens, how many there were)."""
+    """(summed next-token cross-entropy over the labelled tokens, how many there were).
+
+    A packed batch (it has position_ids) goes in without the 2D attention mask: transformers then reads
+    the row boundaries from the restarting position_ids and masks attention block-diagonally per row
+    (use_cache=False, since a cache turns that detection off).
+    """
+    if "position_ids" in batch:
+        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    else:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with precision.autocast():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(**inputs).logits
     logits = logits[:, -batch["input_ids"].shape[1] :]  # prompt-learning methods prepend virtual-token positions
     targets = batch["labels"][:, 1:]
     loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
@@ -117,15 +127,22 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 # ---------------------------------------------------------------------------------- step mechanics
 
 
-def accumulate_gradients(model: Any, data: TrainData, settings: TrainingSettings, step: int, precision: Precision, scaler: Any) -> tuple[float, int]:
-    """Forward/backward over step `step`'s micro-batches; returns (token-mean loss, non-padding tokens)."""
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # mean over the step's labelled tokens
+    tokens: int  # real (non-padding) tokens the step processed
+    slots: int  # token slots of its batches, padding included
+
+
+def accumulate_gradients(model: Any, data: TrainData, settings: TrainingSettings, step: int, precision: Precision, scaler: Any) -> StepResult:
+    """Forward/backward over step `step`'s micro-batches."""
     first = (step - 1) * settings.gradient_accumulation_steps
     batches = [
         collate(micro_batch(data.train, settings.batch_size, settings.seed, first + k), data.pad_id)
         for k in range(settings.gradient_accumulation_steps)
     ]
     labelled = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
-    loss_total, tokens = 0.0, 0
+    loss_total, tokens, slots = 0.0, 0, 0
     for batch in batches:
         loss_sum, _ = token_loss(model, _to(batch, precision.device), precision)
         loss = loss_sum / labelled
@@ -134,7 +151,25 @@ def accumulate_gradients(model: Any, data: TrainData, settings: TrainingSettings
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_total += loss_sum.item()
         tokens += int(batch["attention_mask"].sum())
-    return loss_total / labelled, tokens
+        slots += batch["attention_mask"].numel()
+    return StepResult(loss_total / labelled, tokens, slots)
+
+
+def pack_training_data(data: TrainData, job: JobSpec, log: Any) -> TrainData:
+    """training.packing: the training examples packed into max_seq_length sequences (eval stays one row per sequence)."""
+    if method_config(job.method, job.task_type).is_prompt_learning:
+        raise TrainingError(
+            f"training.packing does not work with {job.method.get('peft_type')}: its virtual tokens would be shared by every packed row.",
+            hint="Turn training.packing off, or pick a method such as LoRA.",
+        )
+    settings = job.training
+    packed = pack(data.train, settings.max_seq_length, settings.seed)
+    tokens = sum(len(e.input_ids) for e in data.train)
+    log(
+        f"packing: {len(data.train)} examples ({tokens} tokens) into {len(packed)} sequences of up to {settings.max_seq_length} tokens "
+        f"({tokens / (len(packed) * settings.max_seq_length):.0%} full); rows do not attend to each other"
+    )
+    return TrainData(packed, data.eval, data.pad_id)
 
 
 def check_finite(loss: float, step: int) -> None:
@@ -182,10 +217,11 @@ class MetricsBuffer:
 
 @dataclass
 class Interval:
-    """What happened since the last metrics row: its losses, non-padding tokens and training seconds."""
+    """What happened since the last metrics row: its losses, non-padding tokens, token slots and training seconds."""
 
     losses: list[float] = field(default_factory=list)
     tokens: int = 0
+    slots: int = 0  # token slots of the batches, padding included (padding_share = 1 - tokens / slots)
     seconds: float = 0.0
 
     def row(self, step: int, epoch: float, lr: float, grad_norm: float, eval_loss: float | None) -> dict[str, Any]:
@@ -197,6 +233,7 @@ class Interval:
             "grad_norm": grad_norm,
             "tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else None,
             "eval_loss": eval_loss,
+            "padding_share": 1 - self.tokens / self.slots if self.slots else None,
         }
 
 
@@ -275,6 +312,8 @@ def train(
     with out_of_memory_as_training_error(settings, "while moving the model to the GPU"):
         model = wrap_model(base, job, precision, hooks.on_log)
     params = [p for p in model.parameters() if p.requires_grad]
+    if settings.packing:
+        data = pack_training_data(data, job, hooks.on_log)
     optimizer = configure_optimizer(model, settings)
     scaler = torch.amp.GradScaler(precision.device.type) if precision.grad_scaler else None
     plan = plan_steps(len(data.train), settings)
@@ -308,12 +347,14 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 tick = time.perf_counter()
-                loss, tokens = accumulate_gradients(model, data, settings, step, precision, scaler)
+                result = accumulate_gradients(model, data, settings, step, precision, scaler)
+                loss = result.loss
                 check_finite(loss, step)
                 grad_norm = clip_and_step(params, optimizer, scaler, settings.max_grad_norm)
                 after_optimizer_step(model, step, plan.total_steps)
                 interval.losses.append(loss)
-                interval.tokens += tokens
+                interval.tokens += result.tokens
+                interval.slots += result.slots
                 interval.seconds += time.perf_counter() - tick
 
                 last = step == plan.total_steps

@@ -1,19 +1,24 @@
-"""worker.training.data: rows -> checked rows -> token ids with loss labels -> split -> batches."""
+"""worker.training.data: checked rows -> token ids with loss labels (app.datasets.tokenization) -> split -> batches."""
 
 from __future__ import annotations
 
-import copy
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 
+from app.datasets import Rows
+from app.datasets.tokenization import TokenSettings
+from app.datasets.tokenizer_files import load_tokenizer
+from app.jobspec import parse_job_spec
 from worker.training import data
 from worker.training.data import IGNORE_INDEX
 from worker.training.errors import TrainingError
 
-from .conftest import write_jsonl
+from .conftest import demo_spec
 
 CHAT = {"messages": [
     {"role": "system", "content": "Be brief."},
@@ -24,172 +29,141 @@ CHAT = {"messages": [
 ]}
 
 
-def trained_text(tokenizer: Any, example: data.Example) -> str:
+@pytest.fixture(scope="module")
+def tok(demo_folder):
+    """The demo tokenizer as the trainer and the inspector both use it (torch-free, from its files)."""
+    return load_tokenizer(demo_folder)
+
+
+def rows_of(rows: list[dict[str, Any]], fmt: str) -> Rows:
+    return Rows("test rows", fmt, rows, list(range(1, len(rows) + 1)))
+
+
+def trained_text(demo_tokenizer: Any, example: data.Example) -> str:
     """The text of the tokens that carry loss, in order."""
-    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX])
+    return demo_tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX])
 
 
-def rows_of(tmp_path: Path, rows: list[Any], fmt: str = "auto") -> data.Rows:
-    return data.read_rows("jsonl", str(write_jsonl(tmp_path / "d.jsonl", rows)), fmt)
+def one(rows: Rows, tok: Any, **settings: Any) -> data.Example:
+    (example,), _ = data.tokenize(rows, tok, TokenSettings(**settings))
+    return example
 
 
-# ------------------------------------------------------------------------------------------ formats
+# ----------------------------------------------------------------------- each format into batches
 
 
-def test_chat_trains_only_the_assistant_turns_and_ends_with_eos(tmp_path, demo_tokenizer):
-    rows = rows_of(tmp_path, [CHAT])
-    assert rows.format == "chat"
-    (example,), stats = data.tokenize(rows, demo_tokenizer, 512, completions_only=True)
-    assert example.input_ids[-1] == demo_tokenizer.eos_token_id
+def test_chat_trains_only_the_assistant_turns_each_ending_with_its_marker(tok, demo_tokenizer):
+    example = one(rows_of([CHAT], "chat"), tok)
+    eos = demo_tokenizer.eos_token_id
+    assert example.input_ids[-1] == eos and example.input_ids[-2] != eos  # EOS ends it, once
     assert trained_text(demo_tokenizer, example) == "Hello, Anna!<|im_end|>cold<|im_end|>"
-    assert "Greet Anna" in demo_tokenizer.decode(example.input_ids)
-    assert stats.examples == 1 and stats.truncated == 0
+    assert demo_tokenizer.decode(example.input_ids).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nGreet Anna.")
+    batch = data.collate([example], pad_id=demo_tokenizer.pad_token_id)
+    trained = batch["labels"][0] != IGNORE_INDEX
+    assert batch["labels"][0][trained].tolist() == batch["input_ids"][0][trained].tolist()
+    assert int(trained.sum()) == len(demo_tokenizer("Hello, Anna!<|im_end|>cold<|im_end|>")["input_ids"])
 
 
-def test_chat_without_completion_masking_trains_every_token(tmp_path, demo_tokenizer):
-    (example,), _ = data.tokenize(rows_of(tmp_path, [CHAT]), demo_tokenizer, 512, completions_only=False)
+def test_chat_without_completion_masking_trains_every_token(tok):
+    example = one(rows_of([CHAT], "chat"), tok, completions_only=False)
     assert example.labels == example.input_ids
 
 
-def test_prompt_completion_masks_the_prompt(tmp_path, demo_tokenizer):
-    rows = rows_of(tmp_path, [{"prompt": "Q: 2 + 2?\nA:", "completion": " 4"}])
-    assert rows.format == "prompt_completion"
-    (example,), _ = data.tokenize(rows, demo_tokenizer, 512, completions_only=True)
+def test_prompt_completion_masks_the_prompt(tok, demo_tokenizer):
+    example = one(rows_of([{"prompt": "Q: 2 + 2?\nA:", "completion": " 4"}], "prompt_completion"), tok)
     assert trained_text(demo_tokenizer, example) == " 4<|im_end|>"
     assert demo_tokenizer.decode(example.input_ids) == "Q: 2 + 2?\nA: 4<|im_end|>"
 
 
-def test_text_trains_everything_and_appends_eos(tmp_path, demo_tokenizer):
-    rows = rows_of(tmp_path, [{"text": "The sky is blue."}])
-    assert rows.format == "text"
-    (example,), _ = data.tokenize(rows, demo_tokenizer, 512, completions_only=True)
+def test_text_trains_everything_and_appends_eos(tok, demo_tokenizer):
+    example = one(rows_of([{"text": "The sky is blue."}], "text"), tok)
     assert example.labels == example.input_ids
     assert demo_tokenizer.decode(example.input_ids) == "The sky is blue.<|im_end|>"
 
 
-def test_sharegpt_conversations_read_as_chat(tmp_path, demo_tokenizer):
-    row = {"conversations": [{"from": "human", "value": "Greet Ben."}, {"from": "gpt", "value": "Hello, Ben!"}]}
-    rows = rows_of(tmp_path, [row])
-    assert rows.rows[0]["messages"][1] == {"role": "assistant", "content": "Hello, Ben!"}
-    (example,), _ = data.tokenize(rows, demo_tokenizer, 512, completions_only=True)
-    assert trained_text(demo_tokenizer, example) == "Hello, Ben!<|im_end|>"
+def test_a_system_prompt_is_added_to_conversations_without_one(tok, demo_tokenizer):
+    plain = {"messages": CHAT["messages"][1:]}
+    example = one(rows_of([plain], "chat"), tok, system_prompt="Answer kindly.")
+    assert demo_tokenizer.decode(example.input_ids).startswith("<|im_start|>system\nAnswer kindly.<|im_end|>\n<|im_start|>user")
+    kept = one(rows_of([CHAT], "chat"), tok, system_prompt="Answer kindly.")  # it has one: left as it is
+    assert "Answer kindly" not in demo_tokenizer.decode(kept.input_ids)
 
 
-def test_truncation_cuts_and_drops_the_eos(tmp_path, demo_tokenizer):
-    rows = rows_of(tmp_path, [{"text": "one two three four five six seven eight nine ten " * 4}])
-    (example,), stats = data.tokenize(rows, demo_tokenizer, 12, completions_only=True)
+def test_a_built_in_template_is_used_when_chosen(tok, demo_tokenizer):
+    example = one(rows_of([CHAT], "chat"), tok, template="alpaca")
+    assert demo_tokenizer.decode(example.input_ids) == (
+        "Be brief.\n\n### Instruction:\nGreet Anna.\n\n### Response:\nHello, Anna!<|im_end|>\n\n"
+        "### Instruction:\nAntonym of hot?\n\n### Response:\ncold<|im_end|>"
+    )
+    assert trained_text(demo_tokenizer, example) == "Hello, Anna!<|im_end|>cold<|im_end|>"
+
+
+def test_truncation_cuts_and_drops_the_eos(tok, demo_tokenizer):
+    (example,), stats = data.tokenize(rows_of([{"text": "one two three four five six seven eight nine ten " * 4}], "text"), tok, TokenSettings(12))
     assert len(example.input_ids) == 12 and example.input_ids[-1] != demo_tokenizer.eos_token_id
     assert stats.truncated == 1
 
 
-def test_examples_with_nothing_left_to_learn_are_dropped_then_refused(tmp_path, demo_tokenizer):
+def test_examples_with_nothing_left_to_learn_are_dropped_then_refused(tok):
     long_prompt = {"prompt": "word " * 50, "completion": "answer"}
-    rows = rows_of(tmp_path, [long_prompt, {"prompt": "Hi", "completion": " there"}])
-    examples, stats = data.tokenize(rows, demo_tokenizer, 16, completions_only=True)
+    examples, stats = data.tokenize(rows_of([long_prompt, {"prompt": "Hi", "completion": " there"}], "prompt_completion"), tok, TokenSettings(16))
     assert len(examples) == 1 and stats.dropped == 1
     with pytest.raises(TrainingError, match="max_seq_length=16") as info:
-        data.tokenize(rows_of(tmp_path, [long_prompt]), demo_tokenizer, 16, completions_only=True)
+        data.tokenize(rows_of([long_prompt], "prompt_completion"), tok, TokenSettings(16))
     assert "max_seq_length" in info.value.hint
 
 
-def test_a_tokenizer_without_chat_template_gets_the_fallback(tmp_path, demo_tokenizer):
-    tokenizer = copy.deepcopy(demo_tokenizer)
-    tokenizer.chat_template = None
-    assert data.ensure_chat_template(tokenizer) is True
-    assert data.ensure_chat_template(tokenizer) is False
-    (example,), _ = data.tokenize(rows_of(tmp_path, [CHAT]), tokenizer, 512, completions_only=True)
-    assert "### User:\nGreet Anna." in tokenizer.decode(example.input_ids)
-    assert trained_text(tokenizer, example).replace("\n", "") == "Hello, Anna!<|im_end|>cold<|im_end|>"
+def test_a_template_that_rejects_a_conversation_names_the_line(tok):
+    rows = rows_of([CHAT, {"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "late"}, {"role": "assistant", "content": "b"}]}], "chat")
+    with pytest.raises(TrainingError, match="line 2: the built-in 'mistral' template rejected") as info:
+        data.tokenize(rows, tok, TokenSettings(template="mistral"))
+    assert "dataset.template" in info.value.hint
 
 
-class SlowTokenizer:
-    """The demo tokenizer seen as a slow one (no offsets): masks must come out the same."""
+def test_a_tokenizer_without_chat_template_trains_and_saves_the_plain_one(tmp_path, demo_folder, demo_tokenizer):
+    from transformers import AutoTokenizer
 
-    is_fast = False
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-
-    def __call__(self, text: str, add_special_tokens: bool = True) -> Any:
-        return self.inner(text, add_special_tokens=add_special_tokens)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-@pytest.mark.parametrize("row", [CHAT, {"prompt": "Say hi:", "completion": " hi"}], ids=["chat", "prompt_completion"])
-def test_slow_tokenizers_mask_like_fast_ones(tmp_path, demo_tokenizer, row):
-    rows = rows_of(tmp_path, [row])
-    fast, _ = data.tokenize(rows, demo_tokenizer, 512, completions_only=True)
-    slow, _ = data.tokenize(rows, SlowTokenizer(demo_tokenizer), 512, completions_only=True)
-    assert fast == slow
+    folder = tmp_path / "no-template"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(demo_folder / name, folder / name)
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert not hf.chat_template
+    logs: list[str] = []
+    job = parse_job_spec(demo_spec())
+    (example,), _ = data.tokenize_for_job(rows_of([CHAT], "chat"), SimpleNamespace(tokenizer=hf), job, logs.append)
+    assert demo_tokenizer.decode(example.input_ids).startswith("### System:\nBe brief.\n### User:\nGreet Anna.\n### Assistant:\nHello, Anna!<|im_end|>")
+    assert trained_text(demo_tokenizer, example) == "Hello, Anna!<|im_end|>cold<|im_end|>"
+    assert any("built-in 'plain' template" in line for line in logs)
+    assert hf.apply_chat_template(CHAT["messages"], tokenize=False).rstrip() == demo_tokenizer.decode(example.input_ids)  # saved: inference formats alike
 
 
-# ------------------------------------------------------------------------------------------ bad files
+def test_a_template_needing_tokens_the_tokenizer_lacks_is_warned_about_in_the_log(demo_tokenizer):
+    logs: list[str] = []
+    spec = demo_spec()
+    spec["dataset"]["template"] = "llama-3"
+    data.tokenize_for_job(rows_of([CHAT], "chat"), SimpleNamespace(tokenizer=demo_tokenizer), parse_job_spec(spec), logs.append)
+    warning = next(line for line in logs if line.startswith("warning:"))
+    assert "<|start_header_id|>" in warning and "<|eot_id|>" in warning and "not have as special tokens" in warning
 
 
-def test_bad_lines_are_all_named_with_their_line_numbers(tmp_path):
-    lines = [
-        CHAT,
-        '{"messages": [',  # 2: broken JSON
-        "",  # 3: blank, skipped
-        {"prompt": "x", "completion": "y"},  # 4: another format
-        '{"messages": [{"role": "user", "content": "a"}], "messages": []}',  # 5: duplicate key
-        '{"text": NaN}',  # 6: NaN
-        {"messages": [{"role": "user", "content": "only a question"}]},  # 7: nothing to learn
-        {"messages": [{"role": "robot", "content": "?"}, {"role": "assistant", "content": "!"}]},  # 8: bad role
-        "[1, 2]",  # 9: not an object
-    ]
-    path = write_jsonl(tmp_path / "bad.jsonl", lines)
-    with pytest.raises(TrainingError) as info:
-        data.read_rows("jsonl", str(path))
-    message = str(info.value)
-    assert str(path) in message and "7 bad line(s)" in message
-    for expected in ("line 2: not valid JSON", "line 4: missing 'messages'", "line 5: key 'messages' appears twice",
-                     "line 6: NaN is not allowed", "line 7: no assistant message", "line 8: message 1 needs a 'role'",
-                     "line 9: expected a JSON object"):
-        assert expected in message
-    assert "line 3" not in message
-    assert info.value.hint
+def test_the_trainers_examples_are_the_inspectors_tokens(demo_folder, demo_tokenizer, data_dir):
+    """The same demo row through the web process's inspector and the trainer: identical ids and labels."""
+    import dataclasses
 
+    from app.datasets import read_rows
+    from app.services.inspector import inspect_sample
+    from app.settings import load_settings
 
-def test_many_bad_lines_are_counted_not_all_listed(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine"}] + ["{oops"] * 25)
-    with pytest.raises(TrainingError, match=r"25 bad line\(s\)") as info:
-        data.read_rows("jsonl", str(path))
-    assert "... and 15 more" in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("rows", "fmt", "expected"),
-    [
-        ([{"question": "?"}], "auto", "line 1: cannot tell the format"),
-        ([{"prompt": "p"}], "prompt_completion", "line 1: missing 'completion'"),
-        ([{"text": ""}], "text", "line 1: 'text' is empty"),
-        ([{"text": 3}], "text", "line 1: 'text' must be text"),
-        ([{"messages": []}], "chat", "line 1: 'messages' must be a non-empty list"),
-    ],
-)
-def test_row_problems(tmp_path, rows, fmt, expected):
-    with pytest.raises(TrainingError, match=expected):
-        rows_of(tmp_path, rows, fmt)
-
-
-def test_non_utf8_and_missing_and_empty_files(tmp_path):
-    path = tmp_path / "latin1.jsonl"
-    path.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
-    with pytest.raises(TrainingError, match="line 1: not UTF-8"):
-        data.read_rows("jsonl", str(path))
-    with pytest.raises(TrainingError, match="does not exist"):
-        data.read_rows("jsonl", str(tmp_path / "nope.jsonl"))
-    (tmp_path / "empty.jsonl").write_text("\n\n")
-    with pytest.raises(TrainingError, match="has no rows"):
-        data.read_rows("jsonl", str(tmp_path / "empty.jsonl"))
-
-
-def test_the_demo_dataset_is_valid_chat():
-    rows = data.read_rows("demo", None)
-    assert rows.format == "chat" and len(rows.rows) >= 300 and rows.source == "the demo dataset"
+    spec = demo_spec(max_seq_length=48)
+    spec["dataset"]["system_prompt"] = "Be helpful."
+    settings = dataclasses.replace(load_settings(), data_dir=Path(data_dir))
+    rows = read_rows("demo", None)
+    examples, _ = data.tokenize_for_job(rows, SimpleNamespace(tokenizer=demo_tokenizer), parse_job_spec(spec), lambda _line: None)
+    for index in (0, 4, 7):
+        view = inspect_sample(spec, index, settings)
+        assert [t.id for t in view.tokens] == examples[index].input_ids
+        assert [t.id if t.trained else IGNORE_INDEX for t in view.tokens] == examples[index].labels
 
 
 # ----------------------------------------------------------------------------------- split, batches

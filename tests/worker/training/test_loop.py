@@ -14,7 +14,7 @@ from worker.training import TrainingCancelled, TrainingError, loop, run_training
 
 from .conftest import Recorder, demo_spec, write_jsonl
 
-ROW_KEYS = {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "eval_loss"}
+ROW_KEYS = {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "eval_loss", "padding_share"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_a_demo_run_lowers_the_loss(trained):
     assert result["steps"] == 16 and result["final_eval_loss"] == evals[-1]
     assert result["final_loss"] == rec.metrics[-1]["loss"]
     assert [row["step"] for row in rec.metrics] == list(range(1, 17))
-    assert all(set(row) == ROW_KEYS and row["tokens_per_s"] > 0 and row["grad_norm"] > 0 for row in rec.metrics)
+    assert all(set(row) == ROW_KEYS and row["tokens_per_s"] > 0 and row["grad_norm"] > 0 and 0 <= row["padding_share"] < 1 for row in rec.metrics)
     assert rec.progress[-1] == (16, 16) and len(rec.progress) == 16
     assert any("eval loss" in line for line in rec.logs) and rec.logs[-1].startswith("done")
 
