@@ -30,6 +30,7 @@ from .tuners.loha import LoHaConfig
 from .tuners.lokr import LoKrConfig
 from .tuners.lora.config import LoraConfig
 from .tuners.oft import OFTConfig
+from .tuners.prompt_learning import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
 from .tuners.trainable_tokens import TrainableTokensConfig
 from .types import PeftType, TaskType
 
@@ -81,6 +82,9 @@ __all__ = [
     "PeftConfig",
     "PeftCoreError",
     "PeftType",
+    "PrefixTuningConfig",
+    "PromptEncoderConfig",
+    "PromptTuningConfig",
     "TaskType",
     "TrainableTokensConfig",
     "UnsupportedLayerError",

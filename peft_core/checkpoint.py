@@ -30,6 +30,7 @@ SAFETENSORS_NAME = "adapter_model.safetensors"
 WEIGHTS_NAME = "adapter_model.bin"
 PEFT_PREFIX = "base_model.model."
 FALLBACK_EMBEDDING_NAMES = ("embed_tokens", "lm_head")  # peft's names, for models that cannot say which
+PROMPT_EMBEDDINGS = "prompt_embeddings"  # prompt learning's one checkpoint key (no prefix), as peft
 
 
 def strip_adapter_name(local_key: str, adapter_name: str, module: nn.Module) -> str:
@@ -53,8 +54,26 @@ def _config_of(model: nn.Module, adapter_name: str) -> Any:
     return None
 
 
+def _prompt_learning_model(model: nn.Module) -> Any:
+    """The PromptLearningModel of a PeftModel (or the model itself), else None."""
+    from .prompt_learning import PromptLearningModel
+
+    for candidate in (model, getattr(model, "_modules", {}).get("base_model")):
+        if isinstance(candidate, PromptLearningModel):
+            return candidate
+    return None
+
+
 def adapter_tensor_map(model: nn.Module, adapter_name: str = "default", save_embedding_layers: bool | str = "auto") -> dict[str, torch.Tensor]:
-    """Saved key -> live tensor for one adapter of `model` (a PeftModel or an injected plain model)."""
+    """Saved key -> live tensor for one adapter of `model` (a PeftModel or an injected plain model).
+
+    Prompt learning saves one tensor, `prompt_embeddings`: the prompt encoder's output (computed, not live).
+    """
+    prompt_model = _prompt_learning_model(model)
+    if prompt_model is not None:
+        if adapter_name not in prompt_model.peft_config:
+            return {}
+        return {PROMPT_EMBEDDINGS: prompt_model.prompt_embedding_to_save(adapter_name)}
     out: dict[str, torch.Tensor] = {}
     for mod_name, module in adapter_modules(model):
         if adapter_name not in module.adapter_names:
@@ -239,6 +258,12 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
 
     Accepts keys with or without the `base_model.model.` prefix. Shape mismatches raise, listing all.
     """
+    prompt_model = _prompt_learning_model(model)
+    if prompt_model is not None:
+        if PROMPT_EMBEDDINGS not in peft_model_state_dict:
+            return [PROMPT_EMBEDDINGS], list(peft_model_state_dict)
+        prompt_model.load_prompt_embeddings(adapter_name, peft_model_state_dict[PROMPT_EMBEDDINGS])
+        return [], [k for k in peft_model_state_dict if k != PROMPT_EMBEDDINGS]
     targets = adapter_tensor_map(model, adapter_name, save_embedding_layers=False)
     params = dict(model.named_parameters(remove_duplicate=False))  # tied weights load under either name
     has_prefix = any(k.startswith(PEFT_PREFIX) for k in params)

@@ -37,7 +37,12 @@ class PeftModel(nn.Module):
         peft_config = self._with_task_heads(peft_config, model)
         if getattr(peft_config, "base_model_name_or_path", None) is None:
             peft_config.base_model_name_or_path = _name_or_path(model)
-        self.base_model = TunerModel(model, peft_config, adapter_name, optional_modules_to_save=self.extra_modules_to_save)
+        if peft_config.is_prompt_learning:  # no layers to inject: the wrapper feeds the prompt (prompt_learning.py)
+            from .prompt_learning import PromptLearningModel
+
+            self.base_model = PromptLearningModel(model, peft_config, adapter_name)
+        else:
+            self.base_model = TunerModel(model, peft_config, adapter_name, optional_modules_to_save=self.extra_modules_to_save)
         self.active_adapter = adapter_name
 
     def _with_task_heads(self, config: PeftConfig, model: nn.Module) -> PeftConfig:
@@ -66,6 +71,10 @@ class PeftModel(nn.Module):
         return self.base_model(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
+        from .prompt_learning import PromptLearningModel
+
+        if isinstance(self.base_model, PromptLearningModel):  # the prompt goes in at the first step
+            return self.base_model.generate(*args, **kwargs)
         return self.base_model.model.generate(*args, **kwargs)
 
     def get_base_model(self) -> nn.Module:
