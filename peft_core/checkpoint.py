@@ -38,6 +38,8 @@ def strip_adapter_name(local_key: str, adapter_name: str, module: nn.Module) -> 
     parts = local_key.split(".")
     if isinstance(module, ModulesToSaveWrapper):
         return ".".join(parts[2:])
+    if parts == [adapter_name]:  # a store named for its tensor, holding one per adapter (VeRA's base_model.vera_A)
+        return ""
     if adapter_name in parts[1:]:  # right after the container path: lora_A.<a>.weight, token_adapter.delta.<a>
         del parts[parts.index(adapter_name, 1)]
     return ".".join(parts)
@@ -80,7 +82,7 @@ def adapter_tensor_map(model: nn.Module, adapter_name: str = "default", save_emb
             continue
         for local_key, tensor in module.adapter_parameters(adapter_name).items():
             key = strip_adapter_name(local_key, adapter_name, module)
-            out[f"{mod_name}.{key}" if mod_name else key] = tensor
+            out[".".join(part for part in (mod_name, key) if part)] = tensor
         for local_key, tensor in getattr(module, "extra_checkpoint_tensors", lambda _n: {})(adapter_name).items():
             out[f"{mod_name}.{local_key}" if mod_name else local_key] = tensor
     config = _config_of(model, adapter_name)
@@ -272,7 +274,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
     mismatched: list[str] = []
     for raw_key, value in peft_model_state_dict.items():
         key = raw_key
-        if has_prefix and not key.startswith(PEFT_PREFIX):
+        if has_prefix and not key.startswith(PEFT_PREFIX) and key not in targets:  # tuner-level keys: base_model.vera_A
             key = PEFT_PREFIX + key
         elif not has_prefix and key.startswith(PEFT_PREFIX):
             key = key[len(PEFT_PREFIX):]
