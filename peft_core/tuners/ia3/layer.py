@@ -89,3 +89,5 @@ class IA3Layer(AdapterLayer):
 
 
 LAYER_CLASSES = {"linear": IA3Layer, "conv": IA3Layer}
+
+from .combine import add_weighted_adapter  # noqa: E402, F401  (model-level extension, found by TunerModel)
