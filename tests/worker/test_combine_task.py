@@ -101,3 +101,23 @@ def test_combined_adapters_from_the_worker_equal_peft(request, tmp_path):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
         single = _ours_logits(base_dir, paths[0], ids)
         assert not torch.allclose(single, _ours_logits(base_dir, str(combining.combined_dir(stack.settings, asked["cat"])), ids), atol=1e-5)
+
+
+@pytest.mark.timeout(300)
+def test_a_combination_whose_worker_dies_ends_failed_in_words(request, tmp_path):
+    from tests.support.processes import wait_gone
+
+    with running_stack(request, tmp_path, "sqlite+filesystem") as stack:  # the fake trainer: the sources only need to exist
+        a, b = stack.submit(name="a", max_steps=2), stack.submit(name="b", max_steps=2)
+        for job_id in (a, b):
+            assert stack.wait_status(job_id, "succeeded", "failed").status == "succeeded"
+        with session_scope(stack.settings) as session:
+            asked = combining.request_combine(session, run_ids=[a, b], weights=[1, 1], combination_type="cat", settings=stack.settings).id
+        running = stack.wait_job(asked, lambda j: j.status == "running" and j.worker_pid, what="the combine child to start")
+        stack.workers[0].kill()  # SIGKILL: nobody renews the lease; the child exits with its parent
+        wait_gone(running.worker_pid)
+        stack.add_worker()  # its reaper finds the expired lease
+        job = stack.wait_status(asked, "failed", "succeeded", "cancelled", timeout=60)
+        assert job.status == "failed" and "stopped responding" in job.message, job.message
+        assert job.lease_owner is None and not [x for x in job.artifacts if x.kind == "adapter"]
+        assert stack.job(a).status == stack.job(b).status == "succeeded", "the source runs are untouched"
