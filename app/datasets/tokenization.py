@@ -19,6 +19,7 @@ labels are all masked after the cut has nothing to learn from and is dropped.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,23 @@ def tokenize_rows(rows: Rows, tok: TextTokenizer, settings: TokenSettings, *, li
         else:
             out.dropped += 1
     return out
+
+
+def pack_plan(lengths: list[int], max_len: int, seed: int) -> list[list[int]]:
+    """Which rows (indices into `lengths`) share each packed sequence of at most max_len tokens.
+
+    Rows go in a seeded order and are never split: one that does not fit starts the next sequence. A pure
+    function of its arguments, so the trainer packs alike on resume and the length report counts what the
+    trainer will get.
+    """
+    order = list(range(len(lengths)))
+    random.Random(seed * 7_919 + 1).shuffle(order)
+    packs: list[list[int]] = []
+    used = 0
+    for i in order:
+        if not packs or used + lengths[i] > max_len:
+            packs.append([])
+            used = 0
+        packs[-1].append(i)
+        used += lengths[i]
+    return packs

@@ -10,15 +10,27 @@ are the ones trained. Every failure a person can fix is a DatasetError(message, 
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app import datasets
 from app.datasets import DatasetError, Rows
 from app.datasets.templates import resolve_template
-from app.datasets.tokenization import IGNORE_INDEX, TextTokenizer, TokenSettings, encode_row, template_warnings, tokenize_rows
+from app.datasets.tokenization import (
+    IGNORE_INDEX,
+    TextTokenizer,
+    TokenSettings,
+    encode_row,
+    pack_plan,
+    template_warnings,
+    tokenize_rows,
+)
 from app.datasets.tokenizer_files import tokenizer_for_model
+from app.jobspec import TrainingSettings
 from app.settings import Settings, get_settings
 
 MAX_REPORT_ROWS = 20_000  # the length report tokenizes at most this many rows (it says so when it stops early)
@@ -84,7 +96,7 @@ class LengthReport:
     longest: int
     mean: float
     packing: bool
-    packed_sequences: int | None = None  # with packing: how many sequences of max_seq_length the rows fill (about)
+    packed_sequences: int | None = None  # with packing: how many sequences of max_seq_length the learnable rows fill
     warnings: list[str] = field(default_factory=list)
 
 
@@ -92,10 +104,34 @@ def _settings(settings: Settings | None) -> Settings:
     return settings if settings is not None else get_settings()
 
 
-def _read(spec: dict[str, Any]) -> Rows:
-    dataset = spec.get("dataset") or {}
-    extra = {"mapping": dataset["mapping"]} if dataset.get("mapping") else {}
-    return datasets.read_rows(dataset.get("source", "demo"), dataset.get("path"), dataset.get("format", "auto"), **extra)
+def _dataset_section(spec: dict[str, Any], settings: Settings | None) -> dict[str, Any]:
+    """The spec's dataset section; a stored dataset gets its file, format and mapping from the database."""
+    dataset = dict(spec.get("dataset") or {"source": "demo"})
+    if dataset.get("source") != "stored":
+        return dataset
+    from app.db.session import session_scope
+    from app.services.datasets import DatasetNotFound, resolve_spec
+
+    try:
+        with session_scope(_settings(settings)) as session:
+            return resolve_spec(session, dataset)
+    except DatasetNotFound as exc:
+        raise DatasetError(f"There is no stored dataset {dataset.get('dataset_id')}.", hint="Pick a dataset from the Datasets page.") from exc
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_rows(source: str, path: str | None, fmt: str, mapping: str, _stamp: tuple[float, int]) -> Rows:
+    return datasets.read_rows(source, path, fmt, json.loads(mapping) or None)
+
+
+def _read(spec: dict[str, Any], settings: Settings | None) -> Rows:
+    """The normalised rows (cached while the file is unchanged: showing row after row reads it once)."""
+    dataset = _dataset_section(spec, settings)
+    source, path = dataset.get("source", "demo"), dataset.get("path")
+    file = Path(path) if source != "demo" and path else None
+    stamp = (file.stat().st_mtime, file.stat().st_size) if file is not None and file.is_file() else (0.0, 0)
+    mapping = json.dumps(dataset.get("mapping") or {}, sort_keys=True)
+    return _cached_rows(source, path, dataset.get("format") or "auto", mapping, stamp)
 
 
 def _tokenizer(spec: dict[str, Any], settings: Settings | None) -> TextTokenizer:
@@ -112,7 +148,7 @@ def _token_settings(spec: dict[str, Any]) -> TokenSettings:
 
 def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = None) -> SampleView:
     """Row `row` (0-based) of the spec's dataset, rendered and tokenized as the trainer will."""
-    rows = _read(spec)
+    rows = _read(spec, settings)
     if not 0 <= row < len(rows.rows):
         raise DatasetError(f"Row {row + 1} does not exist: {rows.source} has {len(rows.rows)} rows.", hint=f"Pick a row from 1 to {len(rows.rows)}.")
     tok = _tokenizer(spec, settings)
@@ -158,13 +194,13 @@ def histogram(lengths: list[int], max_len: int, bins: int = HISTOGRAM_BINS) -> l
 
 def length_report(spec: dict[str, Any], settings: Settings | None = None) -> LengthReport:
     """Token lengths of the spec's rows (the first MAX_REPORT_ROWS), with how many are cut or dropped."""
-    rows = _read(spec)
+    rows = _read(spec, settings)
     tok = _tokenizer(spec, settings)
     token_settings = _token_settings(spec)
     done = tokenize_rows(rows, tok, token_settings, limit=MAX_REPORT_ROWS)
     lengths, max_len = done.lengths, token_settings.max_seq_length
     packing = bool((spec.get("training") or {}).get("packing", False))
-    kept = sum(len(e.input_ids) for e in done.examples)
+    seed = int((spec.get("training") or {}).get("seed", TrainingSettings().seed))
     warnings = list(done.warnings)
     if len(rows.rows) > len(lengths):
         warnings.append(f"measured the first {len(lengths):,} of {len(rows.rows):,} rows")
@@ -172,5 +208,5 @@ def length_report(spec: dict[str, Any], settings: Settings | None = None) -> Len
         source=rows.source, rows=len(lengths), total_rows=len(rows.rows), max_seq_length=max_len, bins=histogram(lengths, max_len),
         truncated=done.truncated, dropped=done.dropped, longest=max(lengths, default=0),
         mean=sum(lengths) / max(len(lengths), 1), packing=packing,
-        packed_sequences=math.ceil(kept / max_len) if packing else None, warnings=warnings,
+        packed_sequences=len(pack_plan([len(e.input_ids) for e in done.examples], max_len, seed)) if packing else None, warnings=warnings,
     )

@@ -33,7 +33,7 @@ import torch
 
 from app.datasets import DatasetError, Rows
 from app.datasets.templates import resolve_template
-from app.datasets.tokenization import IGNORE_INDEX, TextTokenizer, TokenSettings, template_warnings, tokenize_rows
+from app.datasets.tokenization import IGNORE_INDEX, TextTokenizer, TokenSettings, pack_plan, template_warnings, tokenize_rows
 
 from .errors import TrainingError
 
@@ -135,35 +135,17 @@ def split(examples: list[Example], eval_fraction: float, seed: int) -> tuple[lis
 
 
 def pack(examples: list[Example], max_len: int, seed: int) -> list[Example]:
-    """Lay the examples end to end, in a seeded order, into sequences of at most max_len tokens.
+    """Lay the examples end to end, in a seeded order, into sequences of at most max_len tokens (pack_plan).
 
-    Rows are never split: a row that does not fit starts the next sequence (rows are at most max_len
-    long already). The result is a pure function of (examples, max_len, seed), so a resumed run packs
-    the same way. Labels of each row's first token are dropped: it must not be predicted from the
-    previous row (alone, position 0 is never predicted either, so the loss equals the unpacked one).
+    Rows are never split. Labels of each row's first token are dropped: it must not be predicted from
+    the previous row (alone, position 0 is never predicted either, so the loss equals the unpacked one).
     """
-    order = list(range(len(examples)))
-    random.Random(seed * 7_919 + 1).shuffle(order)
-    packs: list[Example] = []
-    ids: list[int] = []
-    labels: list[int] = []
-    segments: list[int] = []
-
-    def close() -> None:
-        if segments:
-            packs.append(Example(list(ids), list(labels), tuple(segments)))
-            ids.clear()
-            labels.clear()
-            segments.clear()
-
-    for i in order:
-        e = examples[i]
-        if len(ids) + len(e.input_ids) > max_len:
-            close()
-        ids.extend(e.input_ids)
-        labels.extend([IGNORE_INDEX, *e.labels[1:]])
-        segments.append(len(e.input_ids))
-    close()
+    packs = []
+    for members in pack_plan([len(e.input_ids) for e in examples], max_len, seed):
+        rows = [examples[i] for i in members]
+        ids = [t for e in rows for t in e.input_ids]
+        labels = [label for e in rows for label in (IGNORE_INDEX, *e.labels[1:])]
+        packs.append(Example(ids, labels, tuple(len(e.input_ids) for e in rows)))
     return packs
 
 
