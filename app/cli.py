@@ -22,7 +22,7 @@ import yaml
 from app.db.migrate import upgrade
 from app.db.session import session_scope
 from app.jobspec import JobSpecError
-from app.services import jobs, merges, metrics
+from app.services import combining, jobs, merges, metrics
 from app.services.jobs import JobNotFound, JobStateError, JobStatus
 from app.settings import SettingsError, get_settings
 
@@ -194,6 +194,20 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_combine(args: argparse.Namespace) -> int:
+    """Queue the combination of succeeded LoRA runs into a new adapter (a job of its own; `status ID` follows it)."""
+    weights = args.weights or [1.0] * len(args.run_ids)
+    with session_scope() as session:
+        try:
+            job = combining.request_combine(session, run_ids=args.run_ids, weights=weights, combination_type=args.type, name=args.name,
+                                            density=args.density, majority_sign_method=args.sign, svd_rank=args.svd_rank)
+        except combining.CombineError as exc:
+            _err("cannot combine these runs:\n  " + "\n  ".join(exc.problems))
+            return 1
+    print(job.id)
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     seen = 0
     with session_scope() as session:
@@ -247,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge a succeeded run's adapter into its base model (a worker task)")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("combine", help="combine succeeded LoRA runs on one base model into a new adapter (a worker task); prints its job id")
+    p.add_argument("run_ids", type=int, nargs="+")
+    p.add_argument("--weights", type=float, nargs="+", help="one per run (default: 1 each)")
+    p.add_argument("--type", default="svd", choices=combining.COMBINATION_TYPES)
+    p.add_argument("--name", default="")
+    p.add_argument("--density", type=float, help=f"share of entries kept, for {', '.join(combining.NEEDS_DENSITY)}")
+    p.add_argument("--sign", default="total", choices=combining.SIGN_METHODS, help="sign election of ties and dare_ties")
+    p.add_argument("--svd-rank", type=int, help="rank of an svd combination (default: the largest source rank)")
+    p.set_defaults(func=cmd_combine)
 
     p = sub.add_parser("logs", help="print a job's log tail")
     p.add_argument("job_id", type=int)
