@@ -277,6 +277,11 @@ def get_peft_model(model: nn.Module, peft_config: PeftConfig, adapter_name: str 
 
 def inject_adapter_in_model(peft_config: PeftConfig, model: nn.Module, adapter_name: str = "default") -> nn.Module:
     """Add adapter layers to `model` in place without a PeftModel wrapper (keys get no prefix)."""
+    if peft_config.is_prompt_learning:
+        raise ConfigError(
+            "inject_adapter_in_model",
+            [f"peft_type: {peft_config.peft_type.value} adds no layers to inject (the wrapper feeds the prompt); use get_peft_model"],
+        )
     tuner = TunerModel(model, peft_config, adapter_name)
     model.peft_config = tuner.peft_config  # type: ignore[assignment]
     return model

@@ -286,3 +286,8 @@ def test_parameter_count_from_the_shape_equals_the_real_encoder(model: str, conf
     counted = cfg.trainable_parameter_count(describe_model(base))
     wrapped = peft_core.get_peft_model(base, copy.deepcopy(cfg))
     assert counted == sum(p.numel() for p in wrapped.parameters() if p.requires_grad) > 0
+
+
+def test_inject_adapter_in_model_refuses_prompt_learning() -> None:
+    with pytest.raises(peft_core.ConfigError, match="adds no layers to inject .* use get_peft_model"):
+        peft_core.inject_adapter_in_model(PromptTuningConfig(**CAUSAL), models.tiny_llama())
