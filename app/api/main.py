@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api.routes import artifacts, catalog, combine, health, jobs, merges, publish, runs
 from app.api.routes import datasets as datasets_routes
+from app.api.routes import inspect as inspect_routes
 
 
 def create_app() -> FastAPI:
@@ -23,4 +24,5 @@ def create_app() -> FastAPI:
     app.include_router(combine.router)
     app.include_router(publish.router)
     app.include_router(datasets_routes.router)
+    app.include_router(inspect_routes.router)
     return app
