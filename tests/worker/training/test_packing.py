@@ -135,3 +135,58 @@ def test_packing_with_a_prompt_learning_method_is_refused_in_words(tmp_path, dat
     spec["method"] = {"peft_type": prompt_methods[0]}
     with pytest.raises(TrainingError, match="packing does not work with"):
         run_training(spec, tmp_path / "w", Recorder().hooks())
+
+
+def test_a_packed_run_resumes_on_the_same_loss_curve(tmp_path, data_dir):
+    """Packing is a pure function of the seed, so an interrupted packed run continues exactly."""
+    from worker.training import TrainingCancelled
+
+    def spec():
+        return demo_spec(max_steps=6, batch_size=2, max_seq_length=96, checkpoint_every=3, learning_rate=3e-3, packing=True)
+
+    straight = Recorder()
+    run_training(spec(), tmp_path / "straight", straight.hooks())
+    interrupted = Recorder(stop_before=5)
+    with pytest.raises(TrainingCancelled):
+        run_training(spec(), tmp_path / "resumed", interrupted.hooks())
+    resumed = Recorder()
+    run_training(spec(), tmp_path / "resumed", resumed.hooks(), resume_from=tmp_path / "resumed" / "checkpoints" / "step-3")
+    assert sorted(resumed.losses()) == [4, 5, 6]
+    expected = straight.losses()
+    for step, loss in {**interrupted.losses(), **resumed.losses()}.items():
+        assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-7), f"step {step}"
+    with pytest.raises(TrainingError, match=r"different settings \(training.packing\)"):
+        unpacked = {**spec(), "training": {**spec()["training"], "packing": False}}
+        run_training(unpacked, tmp_path / "resumed", Recorder().hooks(), resume_from=tmp_path / "resumed" / "checkpoints" / "step-3")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rows"),
+    [
+        ("chat", [{"messages": [{"role": "user", "content": f"Greet {n}."}, {"role": "assistant", "content": f"Hello, {n}!"}]} for n in "ABCD"]),
+        ("prompt_completion", [{"prompt": f"{i} + 1 =", "completion": f" {i + 1}"} for i in range(4)]),
+        ("text", [{"text": f"The number after {i} is {i + 1}."} for i in range(4)]),
+    ],
+)
+def test_each_format_packs_into_batches_with_every_row_ending_in_a_trained_eos(fmt, rows, demo_folder, demo_tokenizer):
+    from app.datasets import Rows
+    from app.datasets.tokenizer_files import load_tokenizer
+
+    examples, _ = data.tokenize(Rows("r", fmt, rows, [1, 2, 3, 4]), load_tokenizer(demo_folder), TokenSettings(64))
+    packs = data.pack(examples, max_len=64, seed=0)
+    batch = data.collate(packs, pad_id=demo_tokenizer.pad_token_id)
+    eos = demo_tokenizer.eos_token_id
+    for p, pack in enumerate(packs):
+        ids, labels, positions = batch["input_ids"][p].tolist(), batch["labels"][p].tolist(), batch["position_ids"][p].tolist()
+        start = 0
+        for n in pack.segments:
+            assert positions[start : start + n] == list(range(n))  # positions restart: a new row
+            assert labels[start] == IGNORE_INDEX  # its first token is not predicted from the row before
+            assert ids[start + n - 1] == eos and labels[start + n - 1] == eos  # each row ends with a trained EOS
+            trained = demo_tokenizer.decode([t for t, label in zip(ids[start : start + n], labels[start : start + n]) if label != IGNORE_INDEX])
+            if fmt == "chat":
+                assert trained.startswith("Hello, ") and trained.endswith("!<|im_end|>")
+            elif fmt == "prompt_completion":
+                assert trained.strip().removesuffix("<|im_end|>").isdigit()
+            start += n
+        assert all(label == IGNORE_INDEX for label in labels[start:])  # padding
