@@ -1,6 +1,6 @@
 """OFT layers and the block-rotation helpers BOFT shares.
 
-Per adapter `oft_R` is a small module whose `weight` (k, b(b-1)/2) holds the strict upper triangle of k
+Per adapter `oft_R` (`oft_embedding_R` on embeddings) is a small module whose `weight` (k, b(b-1)/2) holds the strict upper triangle of k
 skew-symmetric b x b blocks Q_i (one row shared by all blocks with block_share). The rotation R acts on
 the weight's flattened input dimension n = in_features * prod(kernel) = k * b:
 
@@ -108,7 +108,11 @@ class OFTLayer(AdapterLayer):
 
     def __init__(self, base_layer: nn.Module, view: Any):
         super().__init__(base_layer, view)
-        self.oft_R = nn.ModuleDict()
+        setattr(self, self.adapter_params[0], nn.ModuleDict())  # oft_R, or oft_embedding_R as peft names it there
+
+    @property
+    def rotations(self) -> nn.ModuleDict:
+        return self.container(self.adapter_params[0])
 
     def create_adapter(self, adapter_name: str, config: OFTConfig, **_: Any) -> None:
         n = math.prod(self.view.weight_shape[1:])
@@ -121,20 +125,20 @@ class OFTLayer(AdapterLayer):
             size = nearest_divisor(n, config.oft_block_size)
             if size != config.oft_block_size:
                 warnings.warn(f"Invalid `oft_block_size` ({config.oft_block_size})! Adjusted `oft_block_size` to ({size}).", stacklevel=4)
-        self.oft_R[adapter_name] = SkewBlocks(1 if config.block_share else n // size, size)
+        self.rotations[adapter_name] = SkewBlocks(1 if config.block_share else n // size, size)
         if not config.init_weights:
-            nn.init.normal_(self.oft_R[adapter_name].weight, std=0.1)
+            nn.init.normal_(self.rotations[adapter_name].weight, std=0.1)
         self.coft[adapter_name] = config.coft
         self.eps[adapter_name] = config.eps
         self.neumann_terms[adapter_name] = config.num_cayley_neumann_terms if config.use_cayley_neumann else None
         self.module_dropout[adapter_name] = config.module_dropout
 
     def adapter_dtype(self, adapter_name: str) -> torch.dtype:
-        return self.oft_R[adapter_name].weight.dtype
+        return self.rotations[adapter_name].weight.dtype
 
     def rotation(self, adapter_name: str, dropout: bool = False) -> torch.Tensor:
         """The blocks R_i (k or 1, b, b) of this adapter's rotation (with module dropout if asked)."""
-        module = self.oft_R[adapter_name]
+        module = self.rotations[adapter_name]
         if self.coft[adapter_name]:
             with torch.no_grad():
                 norms = module.skew().flatten(1).norm(dim=1, keepdim=True)
@@ -171,4 +175,27 @@ class OFTConv(MergedWeightForward, OFTLayer):
     pass
 
 
-LAYER_CLASSES = {"linear": OFTLinear, "conv": OFTConv}
+class OFTEmbedding(OFTLayer):
+    """Rotates each looked-up row: e' = e R^T, so the merged table is W R^T; ids: (...) -> (..., dim).
+
+    peft 0.21.2 rotates embedding rows by the transpose of what it applies to a linear layer's weight;
+    we follow it so checkpoints give the same outputs. As in peft, module dropout does not apply here and
+    the blocks live in `oft_embedding_R`."""
+
+    adapter_params = ("oft_embedding_R",)
+
+    def row_rotation(self, adapter_name: str) -> torch.Tensor:
+        return self.rotation(adapter_name).transpose(-1, -2)
+
+    def adapter_forward(self, adapter_name: str, x: torch.Tensor, result: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        blocks = self.row_rotation(adapter_name)
+        return rotate_blocks(result.to(blocks.dtype), blocks).to(result.dtype)
+
+    def merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return rotate_blocks(weight, self.row_rotation(adapter_name).to(weight.dtype))
+
+    def unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return rotate_blocks(weight, torch.linalg.inv(self.row_rotation(adapter_name).to(weight.dtype)))
+
+
+LAYER_CLASSES = {"linear": OFTLinear, "conv": OFTConv, "embedding": OFTEmbedding}

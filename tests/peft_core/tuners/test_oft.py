@@ -1,5 +1,6 @@
 """OFT against the peft oracle (tests/peft_core/tuners/contract.py): exact and Neumann Cayley transforms,
-block sharing, COFT, adjusted block sizes, Linear (input rotation) and Conv2d (rotated weight).
+block sharing, COFT, adjusted block sizes, Linear (input rotation), Conv2d (rotated weight) and Embedding
+(rotated rows, saved as oft_embedding_R).
 
 peft 0.21.2's Conv2d forward does not equal its own merged weights; ours computes W·R for both, so
 conv cases compare with peft's merged model (docs/tuners.md)."""
@@ -33,6 +34,8 @@ CASES = [
     Case("llama-all-linear-bias", models.tiny_llama, TOKENS, oft(target_modules="all-linear", oft_block_size=8, bias="oft_only")),
     Case("llama-default-targets", models.tiny_llama, TOKENS, oft(task_type="CAUSAL_LM", modules_to_save=["lm_head"])),
     Case("bert-seq-cls", models.tiny_bert, TOKENS, oft(task_type="SEQ_CLS", oft_block_size=16, use_cayley_neumann=False)),
+    Case("mlp-embedding-and-linear", models.MLP, IDS, oft(target_modules=["emb", "lin0"], oft_block_size=4)),
+    Case("llama-embed-tokens-exact-shared", models.tiny_llama, TOKENS, oft(target_modules=["embed_tokens"], r=4, oft_block_size=0, block_share=True, use_cayley_neumann=False)),
 ]
 
 
@@ -132,3 +135,19 @@ def test_merge_ignores_dropout_while_training():
     torch.testing.assert_close(layer.base_layer.weight, expected)
     model.unmerge_adapter()
     torch.testing.assert_close(layer.base_layer.weight, before, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.oracle
+def test_two_adapters_on_an_embedding():
+    contract.check_two_adapters(CASES[8], oft(target_modules=["emb"], oft_block_size=8, use_cayley_neumann=False))
+
+
+def test_embedding_rows_keep_their_norms_and_module_dropout_is_ignored_as_in_peft():
+    model = peft_core.get_peft_model(models.MLP(), oft(target_modules=["emb"], oft_block_size=4, module_dropout=0.5, use_cayley_neumann=False)).train()
+    emb = model.base_model.model.emb
+    rows = emb(IDS)
+    torch.testing.assert_close(rows.norm(dim=-1), emb.base_layer(IDS).norm(dim=-1))
+    torch.manual_seed(0)
+    first = emb(IDS)
+    torch.manual_seed(1)
+    torch.testing.assert_close(emb(IDS), first)
