@@ -24,7 +24,7 @@ from app.services.jobs import JobStateError
 from app.services.runs import RunSummary
 from app.settings import Settings
 from app.ui import formatting as fmt
-from app.ui import fragments, merge_panel
+from app.ui import fragments, merge_panel, publish_panel
 from app.ui import strings as S
 
 POLL_SECONDS = 1.5
@@ -231,6 +231,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                 log = gr.Textbox(label=S.LOG_LABEL, lines=14, max_lines=14, autoscroll=True, interactive=False, elem_classes=["ps-log"], elem_id="ps-log", buttons=["copy"])
             with gr.Tab(S.TAB_ARTIFACTS):
                 artifacts = gr.HTML(elem_id="ps-artifacts", apply_default_css=False)
+        publish_panel.build(demo, settings)  # its own events and timer; shown once the run succeeded
     timer = gr.Timer(POLL_SECONDS, active=False)
 
     parts = [header, status, progress, tiles, loss_plot, lr_plot, config, config_json, log, artifacts, download, clone, cancel, merge_box, merge]
