@@ -379,7 +379,7 @@ class TargetingConfig(PeftConfig):
         from .shapes import saved_whole
 
         modules = self.targeted_modules(shape)
-        if modules is None:
+        if not modules:  # unknown targets, or none match: the engine would refuse, so there is no number
             return None
         counts = [self.module_parameter_count(m, shape) for m in modules]
         if any(c is None for c in counts):

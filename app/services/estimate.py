@@ -4,9 +4,10 @@ Why: people want to know before pressing Start whether a run fits their GPU and 
 (the #3 complaint about other studios is an OOM with no warning). Everything here is arithmetic on
 the model's shape (app.services.catalog) and the job spec, so it is labelled "rough":
 
-- trainable parameters = a sum over the targeted linear layers: LoRA r * (in + out) (+ out for DoRA's
-  magnitude), LoHa 2 * r * (in + out), IA3 one vector (out, or in for feed-forward layers); other
-  methods are not counted yet (the summary says so);
+- trainable parameters = the method config's own count (`trainable_parameter_count`, peft_core's
+  torch-free protocol, checked against real adapters in tests/peft_core/test_parameter_counts.py) on
+  the architecture laid out as named modules (`architecture_shape`); a method or setting that cannot
+  be counted says so;
 - steps = ceil(training rows / (batch * accumulation)) * epochs, or max_steps;
 - memory = frozen weights at the training precision + adapter weights, gradients and AdamW states
   (fp32, 16 bytes per trainable parameter) + activations (about 34 * hidden bytes per token per
@@ -17,13 +18,15 @@ the model's shape (app.services.catalog) and the job spec, so it is labelled "ro
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.jobspec import method_config
 from app.services.catalog import Architecture, resolve_architecture
-from peft_core.registry import registered_methods
+from peft_core.config import TargetingConfig
+from peft_core.errors import ConfigError, PeftCoreError
+from peft_core.shapes import ModelShape, ModuleShape
 
 GIB = 2**30
 OVERHEAD_BYTES = int(0.6 * GIB)  # CUDA context, allocator slack, kernels
@@ -49,73 +52,67 @@ class RunEstimate:
     notes: list[str] = field(default_factory=list)
 
 
-def _matches(name: str, spec: list[str] | str) -> bool:
-    """peft_core's targeting rule: a list entry matches the full name or a dotted suffix; a string is a full-match regex."""
-    if isinstance(spec, str):
-        try:
-            return re.fullmatch(spec, name) is not None
-        except re.error:
-            return False
-    return any(name == entry or name.endswith("." + entry) for entry in spec)
+def _norm(name: str, size: int) -> ModuleShape:
+    return ModuleShape(name, "module", numel=size, bias=0)
 
 
-def _targeted(arch: Architecture, method: dict[str, Any]) -> list[tuple[str, int, int]]:
-    targets = method.get("target_modules")
-    if targets is None:
-        spec = registered_methods().get(str(method.get("peft_type", "LORA")).upper())
-        defaults = spec.default_targets if spec else {}
-        targets = defaults.get(arch.model_type) or defaults.get("llama") or ["q_proj", "v_proj"]
-    modules = arch.linear_modules()
-    chosen = modules if targets == "all-linear" else [m for m in modules if _matches(m[0], targets)]
-    exclude = method.get("exclude_modules")
-    if exclude:
-        chosen = [m for m in chosen if not _matches(m[0], exclude)]
-    return chosen
+def _linear(name: str, fan_in: int, fan_out: int, bias: bool = False) -> ModuleShape:
+    return ModuleShape(name, "linear", fan_in, fan_out, bias=fan_out if bias else 0, numel=fan_in * fan_out + (fan_out if bias else 0))
 
 
-def _rank_for(name: str, r: int, pattern: dict[str, Any]) -> int:
-    for key, value in (pattern or {}).items():
-        if _matches(name, [key]) or _matches(name, key):
-            return int(value)
-    return r
+def _container(name: str, children: list[ModuleShape]) -> ModuleShape:
+    return ModuleShape(name, "module", numel=sum(c.numel for c in children if c.name.count(".") == name.count(".") + 1))
 
 
-def _low_rank(factor: int) -> Callable[[dict[str, Any], str, int, int], int | None]:
-    def count(method: dict[str, Any], name: str, fan_in: int, fan_out: int) -> int | None:
-        r = method.get("r")
-        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-            return None
-        pattern = method.get("rank_pattern") if isinstance(method.get("rank_pattern"), dict) else {}
-        extra = fan_out if method.get("use_dora") else 0
-        extra += fan_out if method.get("lora_bias") else 0
-        return factor * _rank_for(name, r, pattern) * (fan_in + fan_out) + extra
+def architecture_shape(arch: Architecture) -> ModelShape:
+    """The catalog's architecture as named modules, laid out as transformers builds these decoders
+    (model.embed_tokens, model.layers.N.{self_attn,mlp}.*, the norms, lm_head), for the configs' counts."""
+    h, d = arch.hidden_size, arch.head_dim
+    attn_bias = arch.model_type == "qwen2"  # Qwen2 has q/k/v biases
+    qk_norm = arch.model_type in ("qwen3", "gemma3_text")
+    norms = ["input_layernorm", "post_attention_layernorm"]
+    if arch.model_type in ("gemma2", "gemma3_text"):
+        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    modules: list[ModuleShape] = [ModuleShape("model.embed_tokens", "embedding", arch.vocab_size, h, numel=arch.vocab_size * h)]
+    for i in range(arch.num_layers):
+        block = f"model.layers.{i}"
+        attn = [_linear(f"{block}.{n}", a, b, attn_bias and n.split(".")[-1] in ("q_proj", "k_proj", "v_proj"))
+                for n, a, b in arch.block_linears() if n.startswith("self_attn.")]
+        if qk_norm:
+            attn += [_norm(f"{block}.self_attn.q_norm", d), _norm(f"{block}.self_attn.k_norm", d)]
+        mlp = [_linear(f"{block}.{n}", a, b) for n, a, b in arch.block_linears() if n.startswith("mlp.")]
+        inner = [_container(f"{block}.self_attn", attn), *attn, _container(f"{block}.mlp", mlp), *mlp]
+        inner += [_norm(f"{block}.{n}", h) for n in norms]
+        modules += [_container(block, inner), *inner]
+    modules.append(_norm("model.norm", h))
+    layers = [m for m in modules if m.name.startswith("model.layers.")]
+    modules.insert(1, ModuleShape("model.layers", "module", numel=sum(m.numel for m in layers if m.name.count(".") == 2)))
+    modules.insert(0, ModuleShape("model", "module", numel=sum(m.numel for m in modules if m.name.count(".") == 1)))
+    modules.append(_linear("lm_head", h, arch.vocab_size))
+    return ModelShape(
+        modules=tuple(modules),
+        model_type=arch.model_type,
+        hidden_size=h,
+        num_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        num_key_value_heads=arch.num_kv_heads,
+        vocab_size=arch.vocab_size,
+        output_heads=frozenset({"lm_head"}),
+        input_embedding="model.embed_tokens",
+        tied_modules=(("model.embed_tokens", "lm_head"),) if arch.tie_embeddings else (),
+    )
 
-    return count
 
-
-def _ia3(method: dict[str, Any], name: str, fan_in: int, fan_out: int) -> int:
-    feedforward = method.get("feedforward_modules")
-    return fan_in if feedforward and _matches(name, feedforward) else fan_out
-
-
-# Parameters one targeted linear layer adds, per method (None: cannot tell from the settings).
-PER_LAYER: dict[str, Callable[[dict[str, Any], str, int, int], int | None]] = {
-    "LORA": _low_rank(1),
-    "LOHA": _low_rank(2),
-    "IA3": _ia3,
-}
-
-
-def trainable_params(arch: Architecture, method: dict[str, Any]) -> tuple[int | None, int]:
-    """(trainable parameters, or None for a method not counted here; number of targeted layers)."""
-    chosen = _targeted(arch, method)
-    per_layer = PER_LAYER.get(str(method.get("peft_type", "LORA")).upper())
-    if per_layer is None:
-        return None, len(chosen)
-    counts = [per_layer(method, name, fan_in, fan_out) for name, fan_in, fan_out in chosen]
-    if any(c is None for c in counts):
-        return None, len(chosen)
-    return sum(counts), len(chosen)
+def trainable_params(arch: Architecture, method: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(trainable parameters, number of adapted layers) from the method's own count (peft_core's
+    `trainable_parameter_count` protocol); None where the method cannot count on this shape.
+    Raises ConfigError when the settings are not valid yet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = method_config({"peft_type": "LORA", **method}, "CAUSAL_LM")
+    shape = architecture_shape(arch)
+    targeted = config.targeted_modules(shape) if isinstance(config, TargetingConfig) else None
+    return config.trainable_parameter_count(shape), (len(targeted) if targeted is not None else None)
 
 
 def count_steps(rows: int | None, training: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
@@ -160,14 +157,17 @@ def estimate_run(spec: dict[str, Any], *, dataset_rows: int | None) -> RunEstima
     est.total_params = arch.total_params()
     try:
         est.trainable_params, est.targeted_layers = trainable_params(arch, method)
-    except (TypeError, ValueError):
-        est.notes.append("The target modules could not be read; fix them to see the parameter count.")
+    except ConfigError as exc:
+        first = exc.problems[0] if exc.problems else str(exc)
+        est.notes.append(f"Fix the method settings to see the parameter count ({first}); memory leaves the adapter out.")
+    except (PeftCoreError, TypeError, ValueError) as exc:
+        est.notes.append(f"The parameter count could not be worked out from these settings ({exc}).")
     precision = str(training.get("precision", "auto"))
     est.weights_bytes = est.total_params * _BYTES.get(precision, 2)
     if precision == "auto":
         est.notes.append("Assumes bf16 weights (a GPU); on a CPU the weights take twice as much.")
-    if est.trainable_params is None:
-        est.notes.append("Trainable parameters are not estimated for this method yet; memory leaves them out.")
+    if est.trainable_params is None and not any("parameter count" in n for n in est.notes):
+        est.notes.append("Trainable parameters are not estimated for these settings; memory leaves them out.")
     est.adapter_state_bytes = (est.trainable_params or 0) * _TRAINABLE_STATE_BYTES
     try:
         est.activation_bytes = _activation_bytes(arch, training)

@@ -31,16 +31,22 @@ def test_lora_parameters_are_rank_times_in_plus_out_over_targeted_layers():
     assert trainable_params(arch, {"r": 8, "target_modules": ["q_proj"], "rank_pattern": {"q_proj": 2}})[0] == 16 * 2 * 4096
 
 
-def test_other_methods_are_counted_or_said_to_be_unknown():
+def test_other_methods_are_counted_by_their_own_configs():
     arch = catalog.resolve_architecture("meta-llama/Llama-3.2-1B-Instruct")[0]
     lora, _ = trainable_params(arch, {"peft_type": "LORA", "r": 8})
     assert trainable_params(arch, {"peft_type": "LOHA", "r": 8})[0] == 2 * lora
     # IA3 on llama: k_proj and v_proj (out 512 each) and down_proj as a feed-forward layer (in 8192)
     ia3, layers = trainable_params(arch, {"peft_type": "IA3", "feedforward_modules": ["down_proj"]})
     assert layers == 48 and ia3 == 16 * (512 + 512 + 8192)
-    assert trainable_params(arch, {"peft_type": "OFT", "r": 8})[0] is None
+    # OFT's default 32-wide blocks on q_proj and v_proj (input 2048): 64 blocks of 32 * 31 / 2 each, 32 layers
+    assert trainable_params(arch, {"peft_type": "OFT"}) == (32 * 64 * (32 * 31 // 2), 32)
+    # LN tuning on llama: both norms of each block and the final norm, 2048 weights each
+    assert trainable_params(arch, {"peft_type": "LN_TUNING"}) == ((16 * 2 + 1) * 2048, 33)
+    # trainable tokens: the rows of the input embedding (tied to the head, which shares them)
+    assert trainable_params(arch, {"peft_type": "TRAINABLE_TOKENS", "token_indices": [7, 8]})[0] == 2 * 2048
+    # settings the engine would refuse give no number and a note saying what to fix
     note = estimate_run({"base_model": "demo", "method": {"peft_type": "OFT", "r": 8}}, dataset_rows=10).notes
-    assert any("not estimated for this method" in n for n in note)
+    assert any("Fix the method settings" in n for n in note)
 
 
 def test_steps_follow_rows_batch_accumulation_epochs_and_max_steps():
