@@ -33,7 +33,7 @@ CHUNK = 1 << 20
 _STORED_SUFFIXES = {".safetensors", ".bin", ".pt", ".gguf", ".zip"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no file's mtime leaks into the bytes
 ZIP_MODE = 0o644 << 16
-ZIP_HASH_LIMIT = 2 << 30  # hashing a bigger zip on a page view takes too long: such folders list per-file sha256s
+ZIP_HASH_LIMIT = 512 << 20  # hashing a bigger zip on a page view takes too long: such folders list per-file sha256s
 
 
 class ArtifactNotFound(LookupError):

@@ -1,6 +1,6 @@
 """End to end: two finished demo runs combined by a real worker process, through the combine child, into an
-adapter whose outputs equal peft's add_weighted_adapter on the same two adapters; a dead worker's
-combination ends failed in words."""
+adapter whose outputs equal peft's add_weighted_adapter on the same two adapters and that merges like any
+run's; a dead worker's combination ends failed in words."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.db.session import session_scope
-from app.services import artifacts, combining
+from app.services import artifacts, combining, merges
 from tests.support.stack import running_stack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,11 @@ def _finished_pair(stack) -> tuple[int, int]:
         job = stack.wait_status(job_id, "succeeded", "failed", timeout=300)
         assert job.status == "succeeded", f"{job.message}\n{job.log_tail}"
     return a, b
+
+
+def _merge_ended(stack, job_id: int):
+    job = stack.job(job_id)
+    return job if job.merge_status in ("succeeded", "failed") else None
 
 
 def _adapter_path(stack, job_id: int) -> str:
@@ -99,8 +105,20 @@ def test_combined_adapters_from_the_worker_equal_peft(request, tmp_path):
             expected = _peft_logits(base_dir, paths, weights, ids, combination_type=kind, **knobs)
             got = _ours_logits(base_dir, str(folder), ids)
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-        single = _ours_logits(base_dir, paths[0], ids)
-        assert not torch.allclose(single, _ours_logits(base_dir, str(combining.combined_dir(stack.settings, asked["cat"])), ids), atol=1e-5)
+        cat_dir = str(combining.combined_dir(stack.settings, asked["cat"]))
+        combined = _ours_logits(base_dir, cat_dir, ids)
+        assert not torch.allclose(_ours_logits(base_dir, paths[0], ids), combined, atol=1e-5)
+
+        # A combination is merged like any run: into a model transformers loads alone, with the combination's outputs.
+        from transformers import AutoModelForCausalLM
+
+        with session_scope(stack.settings) as session:
+            merges.request_merge(session, job_id=asked["cat"], settings=stack.settings)
+        job = wait_for(lambda: _merge_ended(stack, asked["cat"]), timeout=240, what="the merge of the combination")
+        assert job.merge_status == "succeeded", job.merge_message
+        with torch.no_grad():
+            merged = AutoModelForCausalLM.from_pretrained(merges.merged_dir(stack.settings, job.id)).eval()(ids).logits
+        torch.testing.assert_close(merged, combined, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.timeout(300)
