@@ -56,8 +56,6 @@ class TextTokenizer:
     core: Any  # tokenizers.Tokenizer
     special: dict[str, str] = field(default_factory=dict)  # bos_token / eos_token / pad_token / unk_token -> text
     chat_template: str | None = None
-    add_bos: bool | None = None  # tokenizer_config's add_bos_token / add_eos_token, where written
-    add_eos: bool | None = None
     source: str = "tokenizer"
 
     def __post_init__(self) -> None:
@@ -91,8 +89,7 @@ class TextTokenizer:
             template = named.get("default")
         special = {name: text for name in SPECIAL_NAMES if (text := _token_text(config.get(name)))}
         return cls(
-            Tokenizer.from_file(str(file)), special, template or None,
-            add_bos=config.get("add_bos_token"), add_eos=config.get("add_eos_token"), source=str(folder),
+            Tokenizer.from_file(str(file)), special, template or None, source=str(folder)
         )
 
     @classmethod
@@ -118,14 +115,12 @@ class TextTokenizer:
         return self.token_id("bos_token")
 
     def encode(self, text: str, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
-        """(ids, character offsets) of `text`; BOS/EOS the way the tokenizer adds them when asked."""
+        """(ids, character offsets) of `text`; with add_special_tokens, what tokenizer.json's post-processor adds (BOS...).
+
+        Like transformers 5's tokenizers backend, add_bos_token/add_eos_token in tokenizer_config.json change nothing
+        (a test checks this against transformers): the post-processor saved in tokenizer.json decides."""
         enc = self.core.encode(text, add_special_tokens=add_special_tokens)
-        ids, offsets = list(enc.ids), [tuple(o) for o in enc.offsets]
-        if add_special_tokens and self.add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
-            ids, offsets = [self.bos_id, *ids], [(0, 0), *offsets]
-        if add_special_tokens and self.add_eos and self.eos_id is not None and (not ids or ids[-1] != self.eos_id):
-            ids, offsets = [*ids, self.eos_id], [*offsets, (len(text), len(text))]
-        return ids, offsets
+        return list(enc.ids), [tuple(o) for o in enc.offsets]
 
     def piece(self, token_id: int) -> str:
         return self.core.id_to_token(token_id) or f"<{token_id}>"

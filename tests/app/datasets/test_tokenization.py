@@ -109,20 +109,32 @@ def test_a_folder_without_tokenizer_json_is_refused_in_words(tmp_path):
 
 
 def test_tokenizer_config_variants_are_read(tmp_path, demo_folder):
-    """AddedToken dicts, a list of named templates, add_bos_token: as transformers writes them."""
+    """AddedToken dicts and a list of named templates, as transformers writes them."""
     shutil.copy(demo_folder / "tokenizer.json", tmp_path / "tokenizer.json")
     config = {
         "eos_token": {"content": "<|im_end|>", "special": True},
         "bos_token": "<|im_start|>",
-        "add_bos_token": True,
         "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}],
     }
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     tok = TextTokenizer.from_folder(tmp_path)
     assert tok.special == {"eos_token": "<|im_end|>", "bos_token": "<|im_start|>"} and tok.chat_template == "D"
-    ids, offsets = tok.encode("hi", add_special_tokens=True)
-    assert ids[0] == tok.bos_id and offsets[0] == (0, 0)
-    assert tok.encode("hi", add_special_tokens=False)[0] == ids[1:]
+    assert tok.bos_id == 1 and tok.eos_id == 2
+
+
+@pytest.mark.parametrize(("add_bos", "add_eos"), [(True, False), (False, True), (True, True), (False, False)])
+def test_add_bos_and_eos_token_in_the_config_encode_as_transformers_encodes(tmp_path, demo_folder, add_bos, add_eos):
+    """transformers 5 leaves a tokenizers-backed tokenizer's post-processor alone whatever these flags say; so do we."""
+    from transformers import AutoTokenizer
+
+    shutil.copy(demo_folder / "tokenizer.json", tmp_path / "tokenizer.json")
+    config = json.loads((demo_folder / "tokenizer_config.json").read_text())
+    config.update(bos_token="<|im_start|>", add_bos_token=add_bos, add_eos_token=add_eos)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tok, hf = TextTokenizer.from_folder(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    for text in ("hi there", "Q: 2 + 2?\nA: 4"):
+        assert tok.encode(text, add_special_tokens=True)[0] == hf(text)["input_ids"]
+        assert tok.encode(text, add_special_tokens=False)[0] == hf(text, add_special_tokens=False)["input_ids"]
 
 
 def test_the_demo_folder_is_found_or_the_message_says_it_is_built_on_the_first_run(tmp_path, data_dir, demo_folder):
