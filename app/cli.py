@@ -8,6 +8,7 @@ job), 2 bad input (a bad job file lists every problem).
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import signal
 import subprocess
@@ -150,6 +151,8 @@ def _describe(job: Any) -> str:
         lines.append(f"  what to do: {job.error_hint}")
     if job.merge_status:
         lines.append(f"  merge:    {job.merge_status}: {job.merge_message}")
+    if job.publish_status:
+        lines.append(f"  publish:  {job.publish_status}: {job.publish_message}")
     lines += [f"  artifact: {a.kind} {a.path}" for a in job.artifacts]
     return "\n".join(lines)
 
@@ -191,6 +194,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
             _err(str(exc))
             return 1
     print(f"run {job.id}: merge {job.merge_status}: {job.merge_message}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Queue the publish of a succeeded run to the Hub; a worker does it (`status ID` follows it).
+
+    The token is never a command-line argument (it would sit in shell history and `ps`): --ask-token
+    prompts for it without echo; otherwise the saved token or the worker's HF_TOKEN is used."""
+    from app.services import publishing
+
+    token = getpass.getpass("Hub token (input hidden): ") if args.ask_token else None
+    with session_scope() as session:
+        try:
+            job = publishing.request_publish(session, job_id=args.job_id, repo_id=args.repo, target="merged" if args.merged else "adapter",
+                                             private=not args.public, token=token, remember=args.remember)
+        except (JobStateError, publishing.PublishRequestError) as exc:
+            _err(str(exc))
+            return 1
+    print(f"run {job.id}: publish {job.publish_status} to {job.publish_repo_id}: {job.publish_message}")
     return 0
 
 
@@ -253,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--limit", type=int, default=30)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("publish", help="publish a succeeded run's adapter (or merged model) to the Hugging Face Hub (a worker task)")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--repo", required=True, help="'name' (under the token's account) or 'owner/name'")
+    p.add_argument("--merged", action="store_true", help="publish the merged model (merge the run first) instead of the adapter")
+    p.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+    p.add_argument("--ask-token", action="store_true", help="prompt for a Hub token (hidden); default: the saved token or HF_TOKEN")
+    p.add_argument("--remember", action="store_true", help="with --ask-token: save the token (encrypted) for later publishes")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("cancel", help="cancel a job (a running one stops after its current step)")
     p.add_argument("job_id", type=int)

@@ -133,3 +133,20 @@ def test_the_api_queues_hides_the_token_and_answers_in_words(session, studio):
         assert client.put("/api/hub/token", json={"token": " "}).status_code == 422
     session.expire_all()
     assert TOKEN not in all_text_in_db(session)
+
+
+def test_the_cli_queues_a_publish_asks_for_the_token_hidden_and_refuses_in_words(session, studio, monkeypatch, capsys):
+    from app.cli import main
+
+    job_id = finished_run(session, studio)
+    session.commit()  # end the test's transaction: on SQLite the CLI's own session needs the write lock
+    assert main(["publish", str(job_id), "--repo", "bad name"]) == 1
+    assert "is not a Hub repo name" in capsys.readouterr().err
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": TOKEN)
+    assert main(["publish", str(job_id), "--repo", "alice/cli", "--public", "--ask-token", "--remember"]) == 0
+    out = capsys.readouterr().out
+    assert "publish queued to alice/cli" in out and TOKEN not in out
+    assert main(["status", str(job_id)]) == 0 and "publish:  queued" in capsys.readouterr().out
+    session.expire_all()
+    job = jobs.get_job(session, job_id=job_id)
+    assert job.publish_private is False and publishing.has_saved_token(session)
