@@ -75,7 +75,7 @@ def adapter_tensor_map(model: nn.Module, adapter_name: str = "default", save_emb
     if prompt_model is not None:
         if adapter_name not in prompt_model.peft_config:
             return {}
-        return {PROMPT_EMBEDDINGS: prompt_model.prompt_embedding_to_save(adapter_name)}
+        return {PROMPT_EMBEDDINGS: prompt_model.prompt_embedding_to_save(adapter_name), **prompt_model.saved_module_tensors(adapter_name)}
     out: dict[str, torch.Tensor] = {}
     for mod_name, module in adapter_modules(model):
         if adapter_name not in module.adapter_names:
@@ -262,10 +262,7 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
     """
     prompt_model = _prompt_learning_model(model)
     if prompt_model is not None:
-        if PROMPT_EMBEDDINGS not in peft_model_state_dict:
-            return [PROMPT_EMBEDDINGS], list(peft_model_state_dict)
-        prompt_model.load_prompt_embeddings(adapter_name, peft_model_state_dict[PROMPT_EMBEDDINGS])
-        return [], [k for k in peft_model_state_dict if k != PROMPT_EMBEDDINGS]
+        return _load_prompt_learning(prompt_model, peft_model_state_dict, adapter_name)
     targets = adapter_tensor_map(model, adapter_name, save_embedding_layers=False)
     params = dict(model.named_parameters(remove_duplicate=False))  # tied weights load under either name
     has_prefix = any(k.startswith(PEFT_PREFIX) for k in params)
@@ -293,6 +290,23 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
     if mismatched:
         raise CheckpointError("checkpoint tensors do not fit the model (was it trained on another base model or rank?):\n  " + "\n  ".join(mismatched))
     missing = [k for k in targets if k not in loaded]
+    return missing, unexpected
+
+
+def _load_prompt_learning(prompt_model: Any, state: dict[str, torch.Tensor], adapter_name: str) -> tuple[list[str], list[str]]:
+    """`prompt_embeddings` into the prompt encoder, task-head copies (base_model.<path>.<tensor>) into theirs."""
+    heads = prompt_model.saved_module_tensors(adapter_name)
+    missing = [k for k in (PROMPT_EMBEDDINGS, *heads) if k not in state]
+    unexpected = [k for k in state if k != PROMPT_EMBEDDINGS and k not in heads]
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}" for k, t in heads.items() if k in state and state[k].shape != t.shape]
+    if mismatched:
+        raise CheckpointError("checkpoint tensors do not fit the model (was it trained on another base model?):\n  " + "\n  ".join(mismatched))
+    if PROMPT_EMBEDDINGS in state:
+        prompt_model.load_prompt_embeddings(adapter_name, state[PROMPT_EMBEDDINGS])
+    with torch.no_grad():
+        for key, dest in heads.items():
+            if key in state:
+                dest.copy_(state[key].to(device=dest.device, dtype=dest.dtype))
     return missing, unexpected
 
 

@@ -40,7 +40,7 @@ class PeftModel(nn.Module):
         if peft_config.is_prompt_learning:  # no layers to inject: the wrapper feeds the prompt (prompt_learning.py)
             from .prompt_learning import PromptLearningModel
 
-            self.base_model = PromptLearningModel(model, peft_config, adapter_name)
+            self.base_model = PromptLearningModel(model, peft_config, adapter_name, optional_modules_to_save=self.extra_modules_to_save)
         else:
             self.base_model = TunerModel(model, peft_config, adapter_name, optional_modules_to_save=self.extra_modules_to_save)
         self.active_adapter = adapter_name

@@ -10,7 +10,9 @@ to the model, following peft 0.21.2's PeftModelForCausalLM:
 - prefix tuning: the prefixes go in as a `DynamicCache` already holding V positions per layer; the
   attention mask gets V ones in front and logits keep the input's length.
 
-Only CAUSAL_LM is implemented (what the studio trains); other task types are refused at wrap time.
+CAUSAL_LM and SEQ_CLS are implemented; other task types are refused at wrap time. For SEQ_CLS the task
+head is trained whole (modules_to_save, as peft) and saved beside `prompt_embeddings` under peft's keys
+(`base_model.<path>.<tensor>`); token type ids get V zeros in front.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .auxiliary import ModulesToSaveWrapper
 from .errors import AdapterNotFoundError, CheckpointError, ConfigError, MergeError
 from .types import TaskType
 
-SUPPORTED_TASKS = (TaskType.CAUSAL_LM.value,)
+SUPPORTED_TASKS = (TaskType.CAUSAL_LM.value, TaskType.SEQ_CLS.value)
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
@@ -78,9 +81,10 @@ def fill_from_model(config: Any, model: nn.Module) -> Any:
 class PromptLearningModel(nn.Module):
     """Named prompt adapters over an unchanged model: one active at a time, as in peft."""
 
-    def __init__(self, model: nn.Module, config: Any, adapter_name: str = "default", **_: Any):
+    def __init__(self, model: nn.Module, config: Any, adapter_name: str = "default", optional_modules_to_save: tuple[str, ...] = ()):
         super().__init__()
         self.model = model
+        self.optional_modules_to_save = tuple(optional_modules_to_save)  # task heads a model may lack: no warning
         self.peft_config: dict[str, Any] = {}
         self.prompt_encoder = nn.ModuleDict()
         self.active_adapter: str = adapter_name
@@ -123,8 +127,12 @@ class PromptLearningModel(nn.Module):
                 [f"task_type: prompt learning in peft_core supports {', '.join(SUPPORTED_TASKS)}, got {config.task_type!r}; "
                  "set task_type='CAUSAL_LM' for a decoder-only language model"],
             )
-        if config.modules_to_save:
-            raise ConfigError(type(config).__name__, [f"modules_to_save: {config.modules_to_save!r} is not supported with prompt learning yet"])
+        if config.peft_type.value == "PREFIX_TUNING" and _cache_argument(self.model) is None:
+            raise ConfigError(
+                type(config).__name__,
+                [f"peft_type: prefix tuning passes its prefixes as a KV cache, and {type(self.model).__name__}.forward takes none; "
+                 "use prompt tuning or p-tuning with this model"],
+            )
         if config.peft_type.value == "PREFIX_TUNING" and any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
             raise ConfigError(
                 type(config).__name__,
@@ -137,10 +145,45 @@ class PromptLearningModel(nn.Module):
         weight = next((p for p in self.model.parameters()), None)
         if weight is not None:
             encoder.to(weight.device)
-        for p in encoder.parameters():
-            p.requires_grad = not config.inference_mode
         self.prompt_encoder[adapter_name] = encoder
         self.peft_config[adapter_name] = config
+        for name in config.modules_to_save or []:
+            self._wrap_module_to_save(name, adapter_name)
+        self._mark_trainable()
+
+    def _wrap_module_to_save(self, name_spec: str, adapter_name: str) -> None:
+        """Give the adapter its own trainable copy of each module named `name_spec` (or ending in it)."""
+        found = False
+        for name, module in list(self.model.named_modules()):
+            if not name or not (name == name_spec or name.endswith("." + name_spec)) or ".modules_to_save." in f".{name}.":
+                continue
+            if name.endswith(".original_module") or ".original_module." in name:
+                continue
+            found = True
+            if isinstance(module, ModulesToSaveWrapper):
+                module.add_adapter(adapter_name)
+            else:
+                parent_name, _, child = name.rpartition(".")
+                parent = self.model.get_submodule(parent_name) if parent_name else self.model
+                setattr(parent, child, ModulesToSaveWrapper(module, adapter_name))
+        if not found and name_spec not in self.optional_modules_to_save:
+            warnings.warn(f"modules_to_save entry {name_spec!r} matched no module (typo?)", stacklevel=4)
+
+    def saved_modules(self) -> Iterator[tuple[str, ModulesToSaveWrapper]]:
+        for name, module in self.model.named_modules():
+            if isinstance(module, ModulesToSaveWrapper):
+                yield name, module
+
+    def _mark_trainable(self) -> None:
+        """Only the active adapter's prompt encoder and module copies train (none when loaded for inference)."""
+        active = self.active_adapter if self.active_adapter in self.peft_config else None
+        for name, encoder in self.prompt_encoder.items():
+            for p in encoder.parameters():
+                p.requires_grad = name == active and not self.peft_config[name].inference_mode
+        for _, wrapper in self.saved_modules():
+            wrapper.set_adapter(active or [])
+            for name in wrapper.adapter_names:
+                wrapper.set_requires_grad(name, name == active and not self.peft_config[name].inference_mode)
 
     def set_adapter(self, adapter_name: str | list[str]) -> None:
         names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
@@ -149,28 +192,43 @@ class PromptLearningModel(nn.Module):
         if names[0] not in self.peft_config:
             raise AdapterNotFoundError(f"no adapter named {names[0]!r}; this model has {list(self.peft_config)}")
         self.active_adapter = names[0]
+        self._mark_trainable()
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
             raise AdapterNotFoundError(f"no adapter named {adapter_name!r}; this model has {list(self.peft_config)}")
         del self.peft_config[adapter_name]
         del self.prompt_encoder[adapter_name]
+        for name, wrapper in list(self.saved_modules()):
+            if adapter_name in wrapper.adapter_names:
+                wrapper.delete_adapter(adapter_name)
+            if not wrapper.adapter_names:
+                parent_name, _, child = name.rpartition(".")
+                setattr(self.model.get_submodule(parent_name) if parent_name else self.model, child, wrapper.original_module)
         if adapter_name == self.active_adapter:
             self.active_adapter = next(iter(self.peft_config), "")
+        self._mark_trainable()
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
-        previously, self.disabled = self.disabled, True
+        previously = self.disabled
+        self._set_disabled(True)
         try:
             yield
         finally:
-            self.disabled = previously
+            self._set_disabled(previously)
+
+    def _set_disabled(self, disabled: bool) -> None:
+        """Run the plain model: no prompt, and the original task heads instead of their trained copies."""
+        self.disabled = disabled
+        for _, wrapper in self.saved_modules():
+            wrapper.disabled = disabled
 
     def disable_adapter_layers(self) -> None:
-        self.disabled = True
+        self._set_disabled(True)
 
     def enable_adapter_layers(self) -> None:
-        self.disabled = False
+        self._set_disabled(False)
 
     def _refuse_merge(self, *_: Any, **__: Any) -> Any:
         raise MergeError(
@@ -181,9 +239,19 @@ class PromptLearningModel(nn.Module):
     merge_adapter = merge_and_unload = unmerge_adapter = _refuse_merge
 
     def unload(self) -> nn.Module:
-        """The base model without prompts (it was never modified)."""
-        self.peft_config.clear()
+        """The base model without prompts, its original task heads back in place."""
+        for name in list(self.peft_config):
+            self.delete_adapter(name)
         return self.model
+
+    def saved_module_tensors(self, adapter_name: str) -> dict[str, torch.Tensor]:
+        """The adapter's module copies under peft's prompt-learning keys: base_model.<path>.<tensor>."""
+        out: dict[str, torch.Tensor] = {}
+        for name, wrapper in self.saved_modules():
+            if adapter_name in wrapper.adapter_names:
+                for local, tensor in wrapper.modules_to_save[adapter_name].named_parameters():
+                    out[f"base_model.{name}.{local}"] = tensor
+        return out
 
     # ------------------------------------------------------------------ the prompt
 
@@ -263,15 +331,17 @@ class PromptLearningModel(nn.Module):
             attention_mask = torch.cat((attention_mask.new_ones(batch, virtual), attention_mask), dim=1)
         self._adjust_ids(config, kwargs)
         if config.peft_type.value == "PREFIX_TUNING":
-            key = _cache_argument(self.model)
+            key = _cache_argument(self.model) or "past_key_values"
             if kwargs.get(key) is not None:
                 raise ValueError(f"prefix tuning supplies {key} itself; call forward without it (use generate to continue text)")
             kwargs[key] = self.past_key_values(batch)
             return self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
-        if labels is not None:
+        if labels is not None and config.task_type == TaskType.CAUSAL_LM.value:  # per-token labels: none for the prompt
             labels = torch.cat((labels.new_full((batch, virtual), -100), labels), dim=1)
+        if kwargs.get("token_type_ids") is not None:
+            kwargs["token_type_ids"] = torch.cat((kwargs["token_type_ids"].new_zeros(batch, virtual), kwargs["token_type_ids"]), dim=1)
         inputs_embeds = torch.cat((self.prompts(batch).to(inputs_embeds.dtype), inputs_embeds), dim=1)
         return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
@@ -285,7 +355,7 @@ class PromptLearningModel(nn.Module):
                 if warn:
                     warnings.warn("position_ids are ignored with prompt learning: the virtual tokens take the first positions", stacklevel=3)
                 kwargs["position_ids"] = None
-        if kwargs.get("token_type_ids") is not None:
+        if kwargs.get("token_type_ids") is not None and config.task_type == TaskType.CAUSAL_LM.value:  # SEQ_CLS keeps them
             if warn:
                 warnings.warn("token_type_ids are ignored with prompt learning", stacklevel=3)
             kwargs["token_type_ids"] = None
@@ -341,15 +411,15 @@ class PromptLearningModel(nn.Module):
         return inputs
 
 
-def _cache_argument(model: nn.Module) -> str:
-    """The forward argument that takes a KV cache: `cache` in transformers 5.x, `past_key_values` before."""
+def _cache_argument(model: nn.Module) -> str | None:
+    """The forward argument that takes a KV cache: `cache` in transformers 5.x, `past_key_values` before; None: no cache."""
     import inspect
 
     try:
         names = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return "past_key_values"
-    return "cache" if "cache" in names else "past_key_values"
+    return next((n for n in ("cache", "past_key_values") if n in names), None)
 
 
 def _layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,12 +42,16 @@ class PromptLearningConfig(PeftConfig):
     )
     num_attention_heads: int | None = option(None, help="Attention (KV) heads of the model; empty = from the model config.", ge=1, advanced=True)
     num_layers: int | None = option(None, help="Transformer layers of the model; empty = from the model config.", ge=1, advanced=True)
-    modules_to_save: list[str] | None = option(None, help="Modules trained fully and saved with the adapter (not supported yet for prompt learning).", advanced=True)
+    modules_to_save: list[str] | None = option(None, help="Modules trained fully and saved with the adapter (a classification head).", advanced=True)
 
     def trainable_parameter_count(self, shape: ModelShape) -> int | None:
         """The prompt encoder's parameters on a model of `shape` (None when the shape lacks a size it needs)."""
+        from ...shapes import saved_whole
+
         filled = self.filled_for(shape)
-        return None if filled is None else filled.encoder_parameter_count()
+        if filled is None:
+            return None
+        return filled.encoder_parameter_count() + sum(m.numel for m in saved_whole(shape, self.modules_to_save))
 
     def filled_for(self, shape: ModelShape) -> Any:
         """A copy with the model-dependent fields filled from `shape`, as wrapping fills them from the model."""
@@ -72,14 +76,6 @@ class PromptLearningConfig(PeftConfig):
         """Trainable parameters of the prompt encoder for this (filled) config."""
         return self.num_virtual_tokens * self.num_transformer_submodules * self.token_dim
 
-    def extra_checks(self) -> list[str]:
-        problems = super().extra_checks()
-        if self.modules_to_save:
-            problems.append(
-                f"modules_to_save: {self.modules_to_save!r} is not supported with prompt learning in peft_core yet; "
-                "leave it empty (only the prompt is trained)"
-            )
-        return problems
 
 
 @dataclass

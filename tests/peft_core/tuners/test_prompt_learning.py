@@ -181,10 +181,10 @@ def test_bad_settings_are_refused_with_every_problem_named() -> None:
     assert "tokenizer_name_or_path: required" in text and "prompt_tuning_init_text: required" in text
     with pytest.raises(peft_core.ConfigError, match="encoder_reparameterization_type: 'GRU' is not one of"):
         PromptEncoderConfig(encoder_reparameterization_type="GRU")
-    with pytest.raises(peft_core.ConfigError, match="modules_to_save: .* not supported with prompt learning"):
-        PrefixTuningConfig(modules_to_save=["lm_head"])
-    with pytest.raises(peft_core.ConfigError, match="task_type: prompt learning in peft_core supports CAUSAL_LM"):
-        peft_core.get_peft_model(models.tiny_bert(), PromptTuningConfig(task_type="SEQ_CLS"))
+    with pytest.raises(peft_core.ConfigError, match="task_type: prompt learning in peft_core supports CAUSAL_LM, SEQ_CLS, got 'SEQ_2_SEQ_LM'"):
+        peft_core.get_peft_model(models.tiny_t5(), PromptTuningConfig(task_type="SEQ_2_SEQ_LM"))
+    with pytest.raises(peft_core.ConfigError, match="BertForSequenceClassification.forward takes none; use prompt tuning or p-tuning"):
+        peft_core.get_peft_model(models.tiny_bert(), PrefixTuningConfig(task_type="SEQ_CLS"))
 
 
 def test_prefix_tuning_refuses_gradient_checkpointing() -> None:
@@ -291,3 +291,108 @@ def test_parameter_count_from_the_shape_equals_the_real_encoder(model: str, conf
 def test_inject_adapter_in_model_refuses_prompt_learning() -> None:
     with pytest.raises(peft_core.ConfigError, match="adds no layers to inject .* use get_peft_model"):
         peft_core.inject_adapter_in_model(PromptTuningConfig(**CAUSAL), models.tiny_llama())
+
+
+
+# ---------------------------------------------------------------------------------------------- SEQ_CLS
+
+
+def tiny_llama_cls() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=0)
+    return LlamaForSequenceClassification(cfg).eval()
+
+
+CLS_MODELS = {"bert": (models.tiny_bert, "classifier"), "llama": (tiny_llama_cls, "score")}
+CLS_INPUTS = {"input_ids": IDS, "attention_mask": torch.ones_like(IDS), "labels": torch.tensor([0, 2])}
+CLS_CONFIGS = {
+    "prompt": PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),
+    "p-tuning-mlp": PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=3, encoder_hidden_size=12),
+    "p-tuning-lstm": PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=3, encoder_reparameterization_type="LSTM"),
+}
+CLS_CASES = [pytest.param(m, c, id=f"{m}-{c}") for m in CLS_MODELS for c in CLS_CONFIGS]
+
+
+def _cls_twins(model: str, config: str) -> tuple[nn.Module, nn.Module]:
+    """SEQ_CLS twins: prompt encoder and the trained head copy (randomised, so it matters) copied into peft."""
+    make, head = CLS_MODELS[model]
+    base = make()
+    ours = peft_core.get_peft_model(copy.deepcopy(base), copy.deepcopy(CLS_CONFIGS[config]))
+    theirs = peft.get_peft_model(copy.deepcopy(base), oracle_config(CLS_CONFIGS[config]))
+    our_head = getattr(ours.get_base_model(), head).modules_to_save["default"]
+    with torch.no_grad():
+        for p in our_head.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    theirs.prompt_encoder["default"].load_state_dict(ours.base_model.prompt_encoder["default"].state_dict())
+    getattr(theirs.get_base_model(), head).modules_to_save["default"].load_state_dict(our_head.state_dict())
+    return ours.eval(), theirs.eval()
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(("model", "config"), CLS_CASES)
+def test_sequence_classification_matches_peft(model: str, config: str, tmp_path) -> None:
+    ours, theirs = _cls_twins(model, config)
+    inputs = dict(CLS_INPUTS, token_type_ids=torch.zeros_like(IDS)) if model == "bert" else CLS_INPUTS
+    with torch.no_grad():
+        mine, their = ours(**inputs), theirs(**inputs)
+        with ours.disable_adapter():
+            plain = ours(**inputs)
+    torch.testing.assert_close(mine.logits, their.logits, **TOL)
+    torch.testing.assert_close(mine.loss, their.loss, **TOL)
+    assert not torch.allclose(mine.logits, plain.logits, **TOL)
+    head = CLS_MODELS[model][1]
+    trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in ours.named_parameters() if n.startswith(("base_model.prompt_encoder.default.", f"base_model.model.{head}.modules_to_save.default."))}
+
+    state, their_state = peft_core.get_peft_model_state_dict(ours), peft.get_peft_model_state_dict(theirs)
+    assert sorted(state) == sorted(their_state) == sorted(["prompt_embeddings", f"base_model.{head}.weight", *([f"base_model.{head}.bias"] if model == "bert" else [])])
+    for key in state:
+        torch.testing.assert_close(state[key], their_state[key], **TOL)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    make = CLS_MODELS[model][0]
+    torch.testing.assert_close(outputs(peft.PeftModel.from_pretrained(make(), tmp_path / "ours").eval(), inputs), mine.logits, **TOL)
+    torch.testing.assert_close(outputs(peft_core.PeftModel.from_pretrained(make(), tmp_path / "theirs"), inputs), mine.logits, **TOL)
+
+
+def test_prefix_tuning_classifies_with_a_cache_taking_model(tmp_path) -> None:
+    """Prefix tuning on LlamaForSequenceClassification (peft 0.21.2 fails here under transformers 5.x: it looks
+    for a `past_key_values` argument): the prefix changes the logits, and a save/load round trip keeps them."""
+    model = peft_core.get_peft_model(tiny_llama_cls(), PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)).eval()
+    logits = outputs(model, CLS_INPUTS)
+    with model.disable_adapter():
+        assert not torch.allclose(outputs(model, CLS_INPUTS), logits, **TOL)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(outputs(peft_core.PeftModel.from_pretrained(tiny_llama_cls(), tmp_path), CLS_INPUTS), logits, **TOL)
+
+
+def test_sequence_classification_trains_prompt_and_head() -> None:
+    torch.manual_seed(0)
+    model = peft_core.get_peft_model(models.tiny_bert(), copy.deepcopy(CLS_CONFIGS["prompt"]))
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
+    losses = []
+    for _ in range(10):
+        loss = model(**CLS_INPUTS).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".classifier.modules_to_save.default." in n for n in changed)
+
+
+@pytest.mark.parametrize("model", list(CLS_MODELS))
+def test_sequence_classification_parameter_count(model: str) -> None:
+    """The count covers the head copy when modules_to_save names it (the studio's form passes it)."""
+    make, head = CLS_MODELS[model]
+    config = PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=3, modules_to_save=[head])
+    base = make()
+    counted = config.trainable_parameter_count(describe_model(base))
+    wrapped = peft_core.get_peft_model(base, copy.deepcopy(config))
+    assert counted == sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
