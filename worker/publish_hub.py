@@ -75,11 +75,23 @@ def _unreachable(exc: BaseException) -> bool:
     return False
 
 
+def _offline_mode(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ == "OfflineModeIsEnabled":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def explain(exc: BaseException, *, endpoint: str, repo_id: str, token: str) -> str:
     """What went wrong and what to do next, for any failure of a publish (scrubbed of the token)."""
     namespace = repo_id.split("/")[0]
     status = _status(exc)
-    if status is None and _unreachable(exc):
+    if status is None and _offline_mode(exc):
+        text = ("The worker runs with HF_HUB_OFFLINE set, so it may not reach the Hub; nothing was published. Unset HF_HUB_OFFLINE "
+                "(and TRANSFORMERS_OFFLINE) for the worker and publish again.")
+    elif status is None and _unreachable(exc):
         text = (f"The Hub at {endpoint} cannot be reached ({type(exc).__name__}); nothing was published. "
                 "Check the worker's network connection (or the STUDIO_HUB_ENDPOINT setting) and publish again.")
     elif status == 401:

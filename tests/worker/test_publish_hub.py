@@ -131,3 +131,11 @@ def test_scrub_removes_the_token_and_anything_shaped_like_one():
     cleaned = scrub(text, TOKEN)
     assert TOKEN not in cleaned and "hf_abcdefghij" not in cleaned and "Bearer" not in cleaned
     assert scrub("nothing secret here", None) == "nothing secret here"
+
+
+def test_offline_mode_on_the_worker_is_named_as_the_cause(hub, folder, caplog, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    message = _failure(hub, folder, caplog)
+    assert "HF_HUB_OFFLINE" in message and "nothing was published" in message and not hub.requests
