@@ -49,6 +49,24 @@ def scrub(text: str, *secrets: str | None) -> str:
     return _TOKEN_SHAPES.sub("***", text)
 
 
+class TokenScrubber(logging.Filter):
+    """A log filter that replaces anything shaped like a Hub token or an Authorization header in every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_scrubber() -> None:
+    """Put a TokenScrubber on every handler of the root logger (once each): libraries may log what a request carried."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, TokenScrubber) for f in handler.filters):
+            handler.addFilter(TokenScrubber())
+
+
 def folder_files(folder: Path) -> list[tuple[str, Path]]:
     """(path in repo, file) for every file under `folder`, sorted; hidden files and folders are left out."""
     out = []
@@ -141,7 +159,12 @@ def _publish(*, endpoint: str, token: str, repo_id: str, private: bool, folder: 
     except HfHubHTTPError as exc:
         if _status(exc) != 409:
             raise
-        owner = api.model_info(repo_id).author
+        try:
+            owner = api.model_info(repo_id).author
+        except HfHubHTTPError as info_exc:  # it exists but we cannot even see it: someone else's private repo
+            if _status(info_exc) not in (401, 403, 404):
+                raise
+            owner = "another account"
         if owner not in mine:
             raise PublishError(f"The name {repo_id} is taken by a repo of '{owner}', which this token cannot publish to; nothing was "
                                "published. Choose another repo name (or your own namespace) and publish again.") from None

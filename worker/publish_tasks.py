@@ -8,6 +8,7 @@ from app.db.session import session_scope
 from app.services import publishing
 from app.settings import get_settings
 from worker.celery_app import app
+from worker.publish_hub import install_log_scrubber
 from worker.publishing import supervise_publish
 from worker.supervisor import lease_owner
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 @app.task(name=publishing.PUBLISH_TASK)
 def publish(job_id: int) -> None:
     """Claim the requested publish of run `job_id` and run it; a duplicate delivery finds nothing queued and does nothing."""
+    install_log_scrubber()
     settings = get_settings()
     owner = lease_owner()
     with session_scope(settings) as session:

@@ -139,3 +139,18 @@ def test_offline_mode_on_the_worker_is_named_as_the_cause(hub, folder, caplog, m
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     message = _failure(hub, folder, caplog)
     assert "HF_HUB_OFFLINE" in message and "nothing was published" in message and not hub.requests
+
+
+def test_a_private_repo_of_someone_else_is_a_clash_too(hub, folder, caplog):
+    hub.add_foreign_repo("alice/hidden", owner="mallory")
+    hub.repos["alice/hidden"].private = True
+    assert "taken by a repo of 'another account'" in _failure(hub, folder, caplog, repo="alice/hidden")
+
+
+def test_the_log_scrubber_redacts_tokens_from_every_record(caplog):
+    from worker.publish_hub import TokenScrubber
+
+    record = logging.LogRecord("httpx", logging.DEBUG, __file__, 1, "headers %s", ({"authorization": f"Bearer {TOKEN}"},), None)
+    assert TokenScrubber().filter(record) and TOKEN not in record.getMessage() and "***" in record.getMessage()
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "step %d", (3,), None)
+    assert TokenScrubber().filter(plain) and plain.getMessage() == "step 3" and plain.args == (3,)
