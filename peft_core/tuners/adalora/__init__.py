@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...config import AdapterConfig, option
 from ...default_targets import DEFAULT_TARGETS
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
 from ..lora.config import LoraConfig
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 # peft's AdaLoRA table differs from LoRA's on these model types (all attention and feed-forward layers).
 ADALORA_TARGETS: dict[str, list[str] | str] = {
@@ -86,9 +89,29 @@ class AdaLoraConfig(LoraConfig):
                 f"tinit: with total_step={self.total_step}, tinit={self.tinit} and tfinal={self.tfinal} there is no step left to "
                 "reallocate ranks; lower tinit or tfinal, or raise total_step"
             )
+        if self.lora_bias:
+            problems.append("lora_bias: AdaLoRA has no bias on its update; set lora_bias=False")
         if isinstance(self.rank_pattern, dict):
             problems.extend(f"rank_pattern[{k!r}]: expected a list of true/false per singular value" for k, v in self.rank_pattern.items() if not v)
         return problems
+
+    # ------------------------------------------------------------------ trainable-parameter count (torch-free)
+
+    def trainable_parameter_count(self, shape: ModelShape) -> int | None:
+        """Per targeted module: P, Λ, Q at init_r (or the ranks rank_pattern keeps); LoRA's token rows do not apply."""
+        return AdapterConfig.trainable_parameter_count(self, shape)
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """Q: r x (in x kernel), Λ: r, P: out x r."""
+        if module.kind == "linear":
+            fan_in = module.in_features
+        elif module.kind == "conv" and module.groups == 1:
+            fan_in = module.in_features * module.kernel_numel
+        else:
+            return None
+        kept = (self.rank_pattern or {}).get(f"{module.name}.lora_E")
+        r = self.init_r if kept is None else sum(bool(v) for v in kept)
+        return r * (fan_in + 1 + module.out_features)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -14,12 +14,15 @@ Registering imports only the config; the layers (`peft_core.tuners.vera.layer`) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...config import AdapterConfig, option
 from ...default_targets import DEFAULT_TARGETS
 from ...registry import MethodSpec, register_method
 from ...types import PeftType
+
+if TYPE_CHECKING:
+    from ...shapes import ModelShape, ModuleShape
 
 VERA_TARGETS: dict[str, list[str] | str] = {**DEFAULT_TARGETS, "phi": ["q_proj", "v_proj"]}  # peft's VeRA table
 
@@ -42,6 +45,10 @@ class VeraConfig(AdapterConfig):
     init_weights: bool = option(
         True, help="Start as a no-op (lambda_b = 0, lambda_d = d_initial); false draws random vectors (for tests).", advanced=True
     )
+
+    def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
+        """lambda_b (out) and lambda_d (r); the shared projections are frozen buffers, not trained."""
+        return module.out_features + self.r if module.kind == "linear" else None
 
     def to_dict(self) -> dict[str, Any]:
         """peft's VeraConfig has no exclude_modules: it is written only when set (peft would ignore it)."""

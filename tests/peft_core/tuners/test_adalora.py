@@ -164,6 +164,7 @@ def test_second_trainable_adapter_refused_and_model_unchanged():
         (dict(beta1=1.0), "beta1: must be strictly between 0 and 1"),
         (dict(use_dora=True), "use_dora: AdaLoRA does not support DoRA"),
         (dict(init_lora_weights="pissa"), "init_lora_weights: AdaLoRA initialises with true"),
+        (dict(lora_bias=True), "lora_bias: AdaLoRA has no bias on its update"),
     ],
 )
 def test_bad_settings_name_the_field(kw, message):
@@ -186,3 +187,22 @@ def test_embedding_is_refused_with_the_supported_kinds():
 def test_peft_refuses_what_we_refuse_for_embedding():
     with pytest.raises(ValueError):
         peft.get_peft_model(models.MLP(), oracle_config(ada(target_modules=["emb"])))
+
+
+@pytest.mark.parametrize(
+    ("factory", "kw"),
+    [
+        (models.MLP, dict(target_modules=["lin0", "head"])),
+        (models.ConvNet, dict(target_modules=["conv2d", "lin"], init_r=3)),
+        (models.tiny_llama, dict(task_type="CAUSAL_LM", target_modules="all-linear", bias="all")),
+        (models.tiny_gpt2, dict(task_type="CAUSAL_LM", target_modules=["c_attn", "c_fc"])),
+        (models.tiny_llama, dict(task_type="CAUSAL_LM", rank_pattern={"model.layers.0.self_attn.q_proj.lora_E": [True, False, True, False, False, False]})),
+    ],
+    ids=["mlp", "convnet", "llama-all-linear-bias", "gpt2-conv1d", "llama-rank-pattern"],
+)
+def test_parameter_count_from_the_shape_equals_the_real_adapter(factory, kw):
+    from peft_core.describe import describe_model
+
+    counted = ada(**kw).trainable_parameter_count(describe_model(factory()))
+    model = peft_core.get_peft_model(factory(), ada(**kw))
+    assert counted == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0

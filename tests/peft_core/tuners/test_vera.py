@@ -101,3 +101,21 @@ def test_later_adapter_with_larger_layers_is_refused_before_injection():
     with pytest.raises(peft_core.ConfigError, match=r"adapts layers up to \(16, 16\) but the shared projections cover \(3, 8\)"):
         model.add_adapter("other", vera(target_modules=["lin0"]))
     assert not isinstance(model.base_model.model.lin0, peft_core.layer.AdapterLayer)
+
+
+@pytest.mark.parametrize(
+    ("factory", "kw"),
+    [
+        (models.MLP, dict(target_modules=["lin0", "head"])),
+        (models.tiny_llama, dict(task_type="CAUSAL_LM", target_modules="all-linear", bias="vera_only")),
+        (models.tiny_gpt2, dict(task_type="CAUSAL_LM", save_projection=False)),
+        (models.tiny_bert, dict(task_type="SEQ_CLS", target_modules=["query", "value"], modules_to_save=["classifier"])),
+    ],
+    ids=["mlp", "llama-all-linear-bias", "gpt2-default", "bert-save-classifier"],
+)
+def test_parameter_count_from_the_shape_equals_the_real_adapter(factory, kw):
+    from peft_core.describe import describe_model
+
+    counted = vera(**kw).trainable_parameter_count(describe_model(factory()))
+    model = peft_core.get_peft_model(factory(), vera(**kw))
+    assert counted == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
