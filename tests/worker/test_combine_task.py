@@ -122,10 +122,11 @@ def test_combined_adapters_from_the_worker_equal_peft(request, tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_a_combination_whose_worker_dies_ends_failed_in_words(request, tmp_path):
+@pytest.mark.parametrize("shape", ["sqlite+filesystem", "postgresql+redis"])
+def test_a_combination_whose_worker_dies_ends_failed_in_words(request, tmp_path, shape):
     from tests.support.processes import wait_gone
 
-    with running_stack(request, tmp_path, "sqlite+filesystem") as stack:  # the fake trainer: the sources only need to exist
+    with running_stack(request, tmp_path, shape) as stack:  # the fake trainer: the sources only need to exist
         a, b = stack.submit(name="a", max_steps=2), stack.submit(name="b", max_steps=2)
         for job_id in (a, b):
             assert stack.wait_status(job_id, "succeeded", "failed").status == "succeeded"
