@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = create_api()
     demo = build_ui(settings)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
-    blocked = [settings.jobs_dir, settings.broker_dir, settings.data_dir / "uploads"]
+    blocked = [settings.jobs_dir, settings.broker_dir, settings.data_dir / "uploads", settings.data_dir / "datasets"]
     if settings.uses_sqlite:
         blocked.append(settings.data_dir / "studio.db")
     # Gradio warns that SSR is off for multipage apps even when it was asked to be off.

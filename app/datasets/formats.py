@@ -219,7 +219,7 @@ def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None 
         if detected.shape is None or (not detected.sure and not mapping):
             first = table.numbers[0] if table.numbers else 1
             if not table.records and table.problems:
-                _raise(table, [])
+                raise_problems(table, [])
             raise DatasetError(
                 f"The dataset {table.name}: {table.unit} {first}: cannot tell the format: expected 'messages', 'prompt' and "
                 f"'completion', or 'text' (columns: {', '.join(table.columns) or 'none'}); {detected.reason}.",
@@ -241,7 +241,7 @@ def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None 
         except _BadRow as exc:
             problems.append((number, str(exc)))
     if problems:
-        _raise(table, problems)
+        raise_problems(table, problems)
     if not rows:
         raise DatasetError(f"The dataset {table.name} has no rows.", hint="Upload a file with one example per line or row.")
     used = {mapping.get(f, f) for f in fields_of(shape)}
@@ -253,7 +253,8 @@ def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None 
     return Rows(source=table.name, format=NORMALISED_AS[shape], rows=rows, lines=lines, detected=shape, notes=notes)
 
 
-def _raise(table: Table, problems: list[tuple[int, str]]) -> None:
+def raise_problems(table: Table, problems: list[tuple[int, str]] | None = None) -> None:
+    """DatasetError listing the first MAX_PROBLEMS bad lines/rows (the table's own unless given)."""
     problems = sorted(problems or table.problems)
     shown = [f"{table.unit} {n}: {why}" for n, why in problems[:MAX_PROBLEMS]]
     more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""

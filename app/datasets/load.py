@@ -22,7 +22,7 @@ def read_rows(source: str, path: str | None, fmt: str = "auto", mapping: dict[st
         file, name = DEMO_DATASET_FILE, "the demo dataset"
     else:
         file = Path(path or "")
-        name = str(file)
+        name = file.name if source == "stored" else str(file)  # a stored copy's folder is a hash: its name says more
         if not path or not file.is_file():
             raise DatasetError(f"The dataset file {name or '(no path)'} does not exist on the worker.",
                                hint="Upload the file again or fix its path.")

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.datasets import DatasetError, Rows, detect
-from app.datasets.formats import SHAPES, check_mapping, normalise
+from app.datasets.formats import SHAPES, check_mapping, normalise, raise_problems
 from app.datasets.hub import export_jsonl
 from app.datasets.tables import Table, read_table
 from app.db.models import Dataset, Job
@@ -74,8 +74,10 @@ def _check(table: Table, shape: str, mapping: dict[str, str] | None) -> tuple[Ro
     """Rows for the detected (or given) shape; (None, guess, guess mapping) when only a person can decide."""
     found = detect(table.columns)
     if shape == "auto" and not mapping and not found.sure:
-        if table.problems or not table.records:  # a broken or empty file stays so whatever the mapping
-            normalise(table, found.shape or "text", found.mapping)
+        if table.problems:  # a broken file stays broken whatever the mapping
+            raise_problems(table)
+        if not table.records:
+            normalise(table)  # says the file has no rows
         if found.shape is not None:
             try:
                 return normalise(table, found.shape, found.mapping), found.shape, found.mapping

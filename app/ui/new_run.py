@@ -6,6 +6,11 @@ right (trainable parameters, steps, rough memory) is recomputed on every change 
 app.services.estimate; Start validates through app.jobspec (via app.services.jobs.create_job), shows
 every problem next to its field and in one list, and on success opens the new run's page.
 `?clone=<id>` prefills everything from an earlier run.
+
+Data: the built-in demo, a stored dataset (app.services.datasets; format and mapping are set on the
+Datasets page), or an upload, which is stored as a dataset and then picked. "Inspect what the model will
+see" renders one row and the token-length histogram through app.services.inspector, with the same
+reader and tokenization as the trainer.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from typing import Any
 
 import gradio as gr
 
+from app.datasets import SHAPE_TITLES, DatasetError
 from app.db.session import session_scope
-from app.jobspec import DEMO_DATASET, DEMO_MODEL, JobSpecError, parse_job_spec
+from app.jobspec import CHAT_TEMPLATE_CHOICES, DEMO_DATASET, DEMO_MODEL, JobSpecError, parse_job_spec
 from app.services import catalog, jobs, runs
+from app.services import datasets as stored
 from app.services.estimate import RunEstimate, estimate_run
-from app.services.uploads import UploadError, dataset_rows, store_jsonl
+from app.services.uploads import dataset_rows
 from app.settings import Settings
 from app.ui import formatting as fmt
 from app.ui import fragments
@@ -42,20 +49,21 @@ def _training_fields() -> list[Field]:
 # --- turning the form into a job spec ------------------------------------------------------------
 
 
-def _dataset(source: str, upload: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
-    if source != "jsonl":
-        return {"source": DEMO_DATASET}, []
-    if not upload or not upload.get("path"):
-        return {"source": "jsonl"}, [f"dataset: {S.DATA_NEED_FILE}"]
-    return {"source": "jsonl", "path": upload["path"]}, []
+def _dataset(source: str, picked: str | None, template: str | None) -> tuple[dict[str, Any], list[str]]:
+    extra = {"template": template} if template and template != "auto" else {}
+    if source == "demo":
+        return {"source": DEMO_DATASET, **extra}, []
+    if not picked or not str(picked).isdigit():
+        return {"source": "stored", **extra}, [f"dataset: {S.DATA_NEED_DATASET}"]
+    return {"source": "stored", "dataset_id": int(picked), **extra}, []
 
 
 def assemble(
-    *, model: str, name: str, source: str, upload: dict[str, Any] | None, peft_type: str,
+    *, model: str, name: str, source: str, picked: str | None, template: str | None = None, peft_type: str,
     method_values: dict[str, Any], training_values: dict[str, Any],
 ) -> tuple[dict[str, Any], list[str]]:
-    """The job spec the form describes, plus problems found before validation (e.g. a missing upload)."""
-    dataset, problems = _dataset(source, upload)
+    """The job spec the form describes, plus problems found before validation (e.g. no dataset picked)."""
+    dataset, problems = _dataset(source, picked, template)
     method = {"peft_type": peft_type, **{k: v for k, v in method_values.items() if v is not None or k == "target_modules"}}
     spec = {
         "name": (name or "").strip() or None,
@@ -79,7 +87,7 @@ def _defaults_for(peft_type: str, prefill: dict[str, Any] | None) -> dict[str, A
 # --- the summary -------------------------------------------------------------------------------------
 
 
-def summary_html(spec: dict[str, Any], upload: dict[str, Any] | None) -> str:
+def summary_html(spec: dict[str, Any]) -> str:
     rows = dataset_rows(spec.get("dataset"))
     est = estimate_run(spec, dataset_rows=rows)
     return _render_estimate(est, spec.get("training") or {})
@@ -177,7 +185,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
     # static fields themselves: in Gradio 6.31 a listener added by @gr.render on a static component's
     # event silences the static listeners on that same event (e.g. showing the upload box).
     static_changed = gr.State(0)
-    upload_state = gr.State(None)
+    inspecting = gr.State(False)  # the inspector refreshes on changes only once a person asked for it
     new_run_id = gr.Textbox(visible=False, elem_id="ps-new-run-id")
 
     with gr.Row(equal_height=False, elem_classes=["ps-new-run"]):
@@ -192,9 +200,15 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                     name = gr.Textbox(label=S.RUN_NAME_LABEL, placeholder=S.RUN_NAME_PLACEHOLDER, scale=2, elem_id="ps-run-name")
             with gr.Group(elem_classes=["ps-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_DATA)}</h3>')
-                source = gr.Radio([(S.DATA_DEMO, "demo"), (S.DATA_UPLOAD, "jsonl")], value="demo", label=S.DATA_SOURCE_LABEL, elem_id="ps-data-source")
-                upload = gr.File(label=S.DATA_UPLOAD_LABEL, file_types=[".jsonl"], file_count="single", type="filepath", visible=False, elem_id="ps-upload")
-                upload_note = gr.Markdown(S.DATA_UPLOAD_HINT, visible=False, elem_classes=["ps-upload-note"])
+                source = gr.Radio([(S.DATA_DEMO, "demo"), (S.DATA_STORED, "stored"), (S.DATA_UPLOAD_ANY, "upload")], value="demo",
+                                  label=S.DATA_SOURCE_LABEL, elem_id="ps-data-source")
+                dataset_pick = gr.Dropdown(label=S.DATA_PICK_LABEL, info=S.DATA_PICK_INFO, choices=[], value=None, filterable=False,
+                                           visible=False, elem_id="ps-dataset-pick")
+                upload = gr.File(label=S.DATA_UPLOAD_ANY_LABEL, file_types=[".csv", ".json", ".jsonl", ".parquet"], file_count="single",
+                                 type="filepath", visible=False, elem_id="ps-upload")
+                upload_note = gr.Markdown("", visible=False, elem_classes=["ps-upload-note"], elem_id="ps-data-note")
+                template = gr.Dropdown(choices=list(CHAT_TEMPLATE_CHOICES), value="auto", label=S.DATA_TEMPLATE_LABEL, info=S.DATA_TEMPLATE_INFO,
+                                       filterable=False, elem_id="ps-template")
             with gr.Group(elem_classes=["ps-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_METHOD)}</h3>')
                 method = gr.Dropdown(
@@ -206,6 +220,13 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             with gr.Group(elem_classes=["ps-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_TRAINING)}</h3>')
                 training_pairs = _form_fields(training_fields, training_defaults, S.ADVANCED_TRAINING, None)
+            with gr.Group(elem_classes=["ps-card"], elem_id="ps-inspector"):
+                gr.HTML(f'<h3 class="ps-card-title">{escape(S.INSPECT_TITLE)}</h3><p class="ps-sub">{escape(S.INSPECT_INTRO)}</p>')
+                with gr.Row():
+                    inspect_row = gr.Number(value=1, precision=0, minimum=1, label=S.INSPECT_ROW, scale=1, elem_id="ps-inspect-row")
+                    inspect_btn = gr.Button(S.INSPECT_BUTTON, scale=2, elem_id="ps-inspect")
+                sample = gr.HTML(elem_id="ps-sample")
+                lengths = gr.HTML(elem_id="ps-lengths")
         with gr.Column(scale=2, min_width=320, elem_classes=["ps-sidebar"]):
             with gr.Group(elem_classes=["ps-card", "ps-summary-card"]):
                 gr.HTML(f'<h3 class="ps-card-title">{escape(S.SECTION_SUMMARY)}</h3>')
@@ -215,20 +236,20 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
 
     training_fields = [f for f, _ in training_pairs]  # widget order: main fields, then advanced
     training_widgets = [w for _, w in training_pairs]
-    static_inputs = [model, name, source, upload_state]
+    static_inputs = [model, name, source, dataset_pick, template]
 
     def read_training(raws: list[Any]) -> tuple[dict[str, Any], dict[str, str]]:
         return read_form(training_fields, raws, "training")
 
     # Before the method form is (re)rendered its fields hold the defaults or the cloned values.
-    def summary_from_defaults(model_v: str, name_v: str, source_v: str, upload_v: Any, key: Any, *training_raws: Any) -> str:
+    def summary_from_defaults(model_v: str, name_v: str, source_v: str, picked_v: Any, template_v: Any, key: Any, *training_raws: Any) -> str:
         if not key:
             return gr.skip()
         peft_type, prefill_v = key["peft_type"], key["prefill"]
         training_values, _ = read_training(list(training_raws))
-        spec, _ = assemble(model=model_v, name=name_v, source=source_v, upload=upload_v, peft_type=peft_type,
+        spec, _ = assemble(model=model_v, name=name_v, source=source_v, picked=picked_v, template=template_v, peft_type=peft_type,
                            method_values=_defaults_for(peft_type, prefill_v), training_values=training_values)
-        return summary_html(spec, upload_v)
+        return summary_html(spec)
 
     form_key.change(
         summary_from_defaults,
@@ -260,16 +281,16 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             labels |= {"base_model": S.MODEL_LABEL, "dataset": S.SECTION_DATA[4:], "name": S.RUN_NAME_LABEL}
 
             def read_all(raws: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-                model_v, name_v, source_v, upload_v, peft = raws[:n_static]
+                model_v, name_v, source_v, picked_v, template_v, peft = raws[:n_static]
                 training_values, bad = read_training(list(raws[n_static:n_static + n_train]))
                 method_values, bad_method = read_form(fields, list(raws[n_static + n_train:]), "method")
-                spec, extra = assemble(model=model_v, name=name_v, source=source_v, upload=upload_v, peft_type=peft,
+                spec, extra = assemble(model=model_v, name=name_v, source=source_v, picked=picked_v, template=template_v, peft_type=peft,
                                        method_values=method_values, training_values=training_values)
                 return spec, bad | bad_method, extra
 
             def refresh_summary(*raws: Any) -> str:
                 spec, _, _ = read_all(raws)
-                return summary_html(spec, raws[3])
+                return summary_html(spec)
 
             def start_run(*raws: Any) -> list[Any]:
                 spec, unreadable, extra = read_all(raws)
@@ -313,7 +334,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             ).success(None, inputs=new_run_id, js=NAVIGATE_TO_RUN)
 
     gr.on(
-        [c.change for c in [model, name, source, upload_state, *training_widgets]],
+        [c.change for c in [model, name, source, dataset_pick, template, *training_widgets]],
         lambda n: n + 1,
         static_changed,
         static_changed,
@@ -321,33 +342,59 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         trigger_mode="always_last",
     )
 
-    # --- data source and upload ---------------------------------------------------------------------
+    # --- data source: demo, a stored dataset, or an upload that becomes one ---------------------------------
 
-    def pick_source(choice: str, upload_v: dict[str, Any] | None) -> tuple[Any, Any]:
-        uploading = choice == "jsonl"
-        note = _upload_note(upload_v) if uploading else ""
-        return gr.update(visible=uploading), gr.update(visible=uploading, value=note or S.DATA_UPLOAD_HINT)
+    def pick_source(choice: str, picked_v: str | None) -> tuple[Any, Any, Any]:
+        note = _stored_note(picked_v, settings) if choice == "stored" else ""
+        return (gr.update(visible=choice == "stored"), gr.update(visible=choice == "upload"),
+                gr.update(visible=bool(note) or choice == "upload", value=note or (S.DS_UPLOAD_HINT if choice == "upload" else "")))
 
-    source.change(pick_source, [source, upload_state], [upload, upload_note], show_progress="hidden")
+    source.change(pick_source, [source, dataset_pick], [dataset_pick, upload, upload_note], show_progress="hidden")
+    dataset_pick.change(lambda picked_v: gr.update(visible=bool(picked_v), value=_stored_note(picked_v, settings)), dataset_pick, upload_note,
+                        show_progress="hidden")
 
-    def take_upload(path: str | None) -> tuple[Any, str]:
+    def take_upload(path: str | None) -> tuple[Any, Any, Any]:
         if not path:
-            return None, S.DATA_UPLOAD_HINT
+            return gr.skip(), gr.skip(), gr.skip()
         try:
-            stored = store_jsonl(Path(path), original_name=Path(path).name, settings=settings)
-        except UploadError as exc:
-            lines = "\n".join(f"- {p}" for p in exc.problems)
-            return None, f"**{S.DATA_UPLOAD_FAILED}**\n\n{lines}"
-        state = {"path": str(stored.path), "rows": stored.rows, "name": Path(path).name, "columns": list(stored.columns)}
-        return state, _upload_note(state)
+            with session_scope(settings) as session:
+                record = stored.import_file(session, Path(path), name=Path(path).name, settings=settings)
+                picked_v = str(record.id)
+        except DatasetError as exc:
+            lines = "\n".join(f"- {line.strip()}" for line in exc.message.splitlines()[1:])
+            return gr.skip(), gr.skip(), gr.update(visible=True, value=f"**{S.DATA_UPLOAD_FAILED}** {exc.message.splitlines()[0]}\n\n{lines}\n\n{exc.hint or ''}")
+        return gr.update(value="stored"), gr.update(choices=_dataset_choices(settings), value=picked_v), gr.skip()
 
-    upload.upload(take_upload, upload, [upload_state, upload_note], show_progress="minimal")
-    upload.clear(lambda: (None, S.DATA_UPLOAD_HINT), None, [upload_state, upload_note], show_progress="hidden")
+    upload.upload(take_upload, upload, [source, dataset_pick, upload_note], show_progress="minimal")
+
+    # --- the sample inspector ---------------------------------------------------------------------------------
+
+    def inspect(asked: bool, model_v: str, name_v: str, source_v: str, picked_v: str | None, template_v: str | None, row_v: Any,
+                *training_raws: Any) -> tuple[Any, Any, bool]:
+        if not asked:
+            return gr.skip(), gr.skip(), False
+        training_values, _ = read_training(list(training_raws))
+        spec, found = assemble(model=model_v, name=name_v, source=source_v, picked=picked_v, template=template_v, peft_type="LORA",
+                               method_values={}, training_values=training_values)
+        if found:
+            return fragments.callout("warning", _split(found[0])[1]), "", True
+        try:
+            return _inspect(spec, int(row_v or 1) - 1, settings)
+        except DatasetError as exc:
+            return fragments.callout("error", exc.message, exc.hint or ""), "", True
+        except Exception as exc:  # noqa: BLE001 - e.g. a tokenizer that cannot be loaded offline: shown, not raised
+            return fragments.callout("error", S.INSPECT_FAILED, str(exc)), "", True
+
+    inspect_inputs = [inspecting, model, name, source, dataset_pick, template, inspect_row, *training_widgets]
+    inspect_btn.click(lambda *a: inspect(True, *a[1:]), inspect_inputs, [sample, lengths, inspecting], show_progress="minimal")
+    gr.on([c.change for c in [model, source, dataset_pick, template, *training_widgets]], inspect, inspect_inputs, [sample, lengths, inspecting],
+          show_progress="hidden", trigger_mode="always_last")
 
     # --- page load: defaults, or a clone of an earlier run ---------------------------------------------
 
     def on_load(request: gr.Request) -> list[Any]:
-        clone_id = (request.query_params.get("clone") or "").strip() if request else ""
+        params = request.query_params if request else {}
+        clone_id = (params.get("clone") or "").strip()
         spec = None
         if clone_id.isdigit():
             try:
@@ -355,25 +402,25 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                     spec = runs.clone_spec(session, job_id=int(clone_id))
             except jobs.JobNotFound:
                 spec = None
+        choices = _dataset_choices(settings)
         if spec is None:
             default_method = catalog.default_method()
-            return [gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip(), default_method, None,
-                    {"peft_type": default_method, "prefill": None}, *[gr.skip() for _ in training_widgets]]
+            wanted = (params.get("dataset") or "").strip()
+            picked_v = wanted if any(v == wanted for _, v in choices) else None
+            return [gr.update(visible=False), gr.skip(), gr.skip(), "stored" if picked_v else gr.skip(), gr.update(choices=choices, value=picked_v),
+                    gr.skip(), default_method, None, {"peft_type": default_method, "prefill": None}, *[gr.skip() for _ in training_widgets]]
         dataset = spec.get("dataset") or {}
-        upload_v = None
-        if dataset.get("source") == "jsonl" and dataset.get("path"):
-            upload_v = {"path": dataset["path"], "rows": dataset_rows(dataset, settings), "name": Path(dataset["path"]).name, "columns": [], "cloned": True}
+        picked_v, problem = _cloned_dataset(dataset, settings)
         peft_type = str((spec.get("method") or {}).get("peft_type", "LORA")).upper()
         training = spec.get("training") or {}
-        note = fragments.callout("info", S.NEW_CLONED_FROM.format(id=clone_id))
+        note = fragments.callout("info", S.NEW_CLONED_FROM.format(id=clone_id), problem or "")
         return [
             gr.update(visible=True, value=note),
             spec.get("base_model") or DEMO_MODEL,
             spec.get("name") or "",
-            "jsonl" if upload_v else "demo",
-            upload_v,
-            gr.update(visible=bool(upload_v)),
-            gr.update(visible=bool(upload_v), value=_upload_note(upload_v) if upload_v else S.DATA_UPLOAD_HINT),
+            "stored" if picked_v else "demo",
+            gr.update(choices=_dataset_choices(settings), value=picked_v),
+            dataset.get("template") or "auto",
             peft_type,
             spec,
             {"peft_type": peft_type, "prefill": spec},
@@ -383,15 +430,56 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
     demo.load(
         on_load,
         None,
-        [cloned_note, model, name, source, upload_state, upload, upload_note, method, prefill, form_key, *training_widgets],
+        [cloned_note, model, name, source, dataset_pick, template, method, prefill, form_key, *training_widgets],
         show_progress="hidden",
     )
 
 
-def _upload_note(upload_v: dict[str, Any] | None) -> str:
-    if not upload_v:
+# --- datasets for the picker, a cloned run's data, the inspector -----------------------------------------
+
+
+def _dataset_choices(settings: Settings) -> list[tuple[str, str]]:
+    with session_scope(settings) as session:
+        return [(f"#{r.id} · {r.name} — {r.rows:,} rows, {SHAPE_TITLES.get(r.detected or '', S.DS_NO_FORMAT) if r.format else S.DS_NO_FORMAT}",
+                 str(r.id)) for r in stored.list_datasets(session)]
+
+
+def _stored_note(picked_v: str | None, settings: Settings) -> str:
+    if not picked_v or not str(picked_v).isdigit():
         return ""
-    if upload_v.get("cloned"):
-        return S.DATA_FROM_CLONE.format(path=upload_v["path"])
-    columns = ", ".join(upload_v.get("columns") or []) or "?"
-    return S.DATA_UPLOADED.format(name=upload_v.get("name", "file"), rows=upload_v.get("rows") or 0, columns=columns)
+    try:
+        with session_scope(settings) as session:
+            record = stored.get_dataset(session, int(picked_v))
+            if not record.format:
+                return S.DATA_NEEDS_MAPPING.format(name=record.name, id=record.id)
+            mapping = record.mapping or {}
+            shown = "; " + ", ".join(f"{field} ← {column}" for field, column in mapping.items() if field != column) if any(
+                f != c for f, c in mapping.items()) else ""
+            return S.DATA_STORED_NOTE.format(name=record.name, rows=record.rows, format=SHAPE_TITLES.get(record.detected or "", record.format),
+                                             mapping=shown, id=record.id)
+    except stored.DatasetNotFound as exc:
+        return f"⚠ {exc}"
+
+
+def _cloned_dataset(dataset: dict[str, Any], settings: Settings) -> tuple[str | None, str | None]:
+    """The stored dataset a cloned run used (its file is brought in as one if it was a plain path), or a problem in words."""
+    try:
+        with session_scope(settings) as session:
+            if dataset.get("source") == "stored" and dataset.get("dataset_id") is not None:
+                return str(stored.get_dataset(session, int(dataset["dataset_id"])).id), None
+            if dataset.get("source") in ("jsonl", "file") and dataset.get("path"):
+                return str(stored.import_path(session, str(dataset["path"]), settings=settings).id), None
+    except (stored.DatasetNotFound, DatasetError) as exc:
+        return None, S.DATA_CLONE_MISSING.format(problem=str(exc).splitlines()[0])
+    return None, None
+
+
+def _inspect(spec: dict[str, Any], row: int, settings: Settings) -> tuple[str, str, bool]:
+    """The sample and the length histogram for the form's spec (a stored dataset resolved to its file and mapping)."""
+    from app.services.inspector import inspect_sample, length_report
+    from app.ui.inspector import histogram_html, sample_html
+
+    with session_scope(settings) as session:
+        dataset = stored.resolve_spec(session, spec["dataset"])
+    spec = {**spec, "dataset": dataset}
+    return sample_html(inspect_sample(spec, row, settings)), histogram_html(length_report(spec, settings)), True

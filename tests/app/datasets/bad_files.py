@@ -63,6 +63,7 @@ CORPUS: list[tuple[str, Callable[[Path], None], list[str], dict]] = [
     ("wrong_types.jsonl", _lines(GOOD, {"prompt": "x", "completion": 7}), ["line 2: 'completion' must be text, got int"], {}),
     ("wrong_types.parquet", _parquet(pa.table({"prompt": ["a", "b"], "completion": [b"\x00\x01", b"\x02"]})),
      ["row 1: column 'completion' holds binary data", "2 bad row"], {}),
+    ("ragged_unknown_columns.csv", _text("ask,reply\nhello,hi\nhow are you?,fine,thanks\n"), ["line 3: has 3 fields; the header has 2"], {}),
     ("ragged.csv", _text("prompt,completion\na,b\nc,d,e\n"), ["line 3: has 3 fields; the header has 2"], {}),
     ("not_a_list.json", _text('{"prompt": "a", "completion": "b"}'), ["holds a JSON dict, not a list of rows"], {}),
     ("broken.json", _text('[{"prompt": "a",\n "completion": }]'), ["not valid JSON", "line 2"], {}),

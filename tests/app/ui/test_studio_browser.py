@@ -168,7 +168,7 @@ def test_runs_page_cancel_clone_and_delete(studio: Studio, page):
 
 def test_upload_a_jsonl_file_and_pick_a_hub_model(studio: Studio, page, tmp_path):
     _open_new_run(page, studio)
-    page.get_by_text("Upload a JSONL file").click()
+    page.get_by_text("Upload a new file").click()
     upload = page.locator("#ps-upload input[type=file]")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\nnot json\n')
@@ -178,7 +178,7 @@ def test_upload_a_jsonl_file_and_pick_a_hub_model(studio: Studio, page, tmp_path
     good = tmp_path / "support.jsonl"
     good.write_text("".join(f'{{"prompt": "q{i}", "completion": "a{i}"}}\n' for i in range(40)))
     upload.set_input_files(str(good))
-    page.get_by_text("40 rows").wait_for()
+    page.locator("#ps-data-note").get_by_text("40 rows").wait_for()  # stored as a dataset and picked
     page.locator("#ps-summary").get_by_text("36 training rows").wait_for()  # 40 rows less the 10% eval split
 
     # Any Hub id can be typed; a known one gets parameter and memory estimates.
