@@ -13,7 +13,7 @@ from html import escape
 import gradio as gr
 
 from app.settings import Settings
-from app.ui import combine, new_run, run_detail, runs
+from app.ui import combine, datasets, new_run, run_detail, runs
 from app.ui import strings as S
 
 
@@ -28,6 +28,7 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page(S.NAV_RUNS, "", runs.build),
     Page(S.NAV_NEW, "new", new_run.build),
+    Page(S.NAV_DATASETS, "datasets", datasets.build),
     Page(S.NAV_RUN, "run", run_detail.build, in_nav=False),
     Page(combine.NAV_TITLE, "combine", combine.build),
 )
