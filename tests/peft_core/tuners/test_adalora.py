@@ -206,3 +206,15 @@ def test_parameter_count_from_the_shape_equals_the_real_adapter(factory, kw):
     counted = ada(**kw).trainable_parameter_count(describe_model(factory()))
     model = peft_core.get_peft_model(factory(), ada(**kw))
     assert counted == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+
+
+BEYOND_PEFT = [
+    Case("mlp-conv1d", models.MLP, IDS, ada(target_modules=["conv", "lin0"])),
+    Case("convnet-conv3d", models.ConvNet, IMAGES, ada(target_modules=["conv3d"])),
+]
+
+
+@pytest.mark.parametrize("case", BEYOND_PEFT, ids=str)
+def test_layers_beyond_peft(case, tmp_path):
+    """peft's AdaLoRA adapts Conv2d only; Conv1d and Conv3d go through the same flattened-kernel path."""
+    contract.check_beyond_peft(case, tmp_path)
