@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,6 +69,7 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self.reject_token = False
         self.read_only = False
+        self.commit_delay = 0.0  # seconds the commit endpoint waits before answering (to kill a worker mid-publish)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -239,6 +241,12 @@ def _route(hub: FakeHub, method: str, path: str, body: bytes, auth: str, host: s
     if method == "POST" and (m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/[^/]+", path)):
         repo = _repo(hub, m.group(1), account, auth)
         _writable(hub, account, repo.owner, auth)
+        if hub.commit_delay:
+            hub._lock.release()  # let other requests through while this one waits
+            try:
+                time.sleep(hub.commit_delay)
+            finally:
+                hub._lock.acquire()
         return 200, _commit(hub, repo, body, base)
     raise _Reply(404, {"error": f"the fake Hub does not serve {method} {path}"})
 

@@ -101,3 +101,27 @@ def test_without_any_token_the_publish_fails_in_words(request, tmp_path, hub):
         job = _publish(stack, job_id, repo_id="alice/x")
         assert job.publish_status == "failed" and "No Hub token" in job.publish_message and "settings/tokens" in job.publish_message
         assert not hub.repos and not hub.requests
+
+
+@pytest.mark.timeout(240)
+def test_a_publish_whose_worker_died_is_failed_in_words_by_the_reaper_and_a_retry_adds_no_files(request, tmp_path, hub):
+    with running_stack(request, tmp_path, "sqlite+filesystem", STUDIO_HUB_ENDPOINT=hub.url, HF_HUB_OFFLINE="0",
+                       HF_HUB_DISABLE_XET="1") as stack:
+        job_id = stack.submit(name="killed while publishing", max_steps=2)
+        assert stack.wait_status(job_id, "succeeded", "failed").status == "succeeded"
+        with session_scope(stack.settings) as session:
+            publishing.save_token(session, token=TOKEN, settings=stack.settings)
+        hub.commit_delay = 4.0
+        with session_scope(stack.settings) as session:
+            publishing.request_publish(session, job_id=job_id, repo_id="alice/killed", settings=stack.settings)
+        wait_for(lambda: any(p.endswith("/commit/main") for _, p in hub.requests), timeout=60, what="the worker to post its commit")
+        stack.workers[0].kill()
+        stack.add_worker()  # its reaper finds the expired lease
+        job = wait_for(lambda: _ended(stack, job_id), timeout=60, what="the reaper to end the publish")
+        assert job.publish_status == "failed" and job.publish_message == publishing.WORKER_GONE and job.publish_owner is None
+        hub.commit_delay = 0.0
+        wait_for(lambda: len(hub.commits_to("alice/killed")) == 1, timeout=30, what="the in-flight commit to land")
+        again = _publish(stack, job_id, repo_id="alice/killed")
+        assert again.publish_status == "succeeded" and "no new commit" in again.publish_message
+        assert len(hub.commits_to("alice/killed")) == 1
+        assert_token_nowhere(stack, TOKEN)
