@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +104,36 @@ def test_a_prompt_tuning_run_resumes_from_its_checkpoint(tmp_path, data_dir) -> 
     result = run_training(spec, tmp_path / "b", resumed.hooks(), resume_from=tmp_path / "a" / "checkpoints" / "step-2")
     assert result["steps"] == 4 and [row["step"] for row in resumed.metrics] == [3, 4]
     assert [row["loss"] for row in resumed.metrics] == pytest.approx([row["loss"] for row in first.metrics[2:]], rel=1e-4)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_prompt_learning_jobs_run_through_the_real_worker(request, tmp_path) -> None:
+    """Through the studio's job service and a real Celery worker: one job per prompt method succeeds, and
+    each adapter loads in peft with peft_core's outputs."""
+    from app.db.session import session_scope
+    from app.services import jobs
+    from tests.support.stack import running_stack
+
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    with running_stack(request, tmp_path, "sqlite+filesystem", trainer="worker.training:run_training", STUDIO_LEASE_SECONDS="10") as stack:
+        ids = {}
+        for peft_type in ("PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"):
+            spec = {"name": peft_type, "base_model": "demo", "method": form_method(peft_type, num_virtual_tokens=4), "training": {"max_steps": 3, "checkpoint_every": 3}}
+            with session_scope(stack.settings) as session:
+                ids[peft_type] = jobs.create_job(session, spec=spec, settings=stack.settings).id
+        from worker.training.demo import demo_model_dir
+
+        inputs = {"input_ids": torch.tensor([[5, 9, 14, 3, 27, 8]]), "attention_mask": torch.ones(1, 6, dtype=torch.long)}
+        for peft_type, job_id in ids.items():
+            job = stack.wait_status(job_id, "succeeded", "failed", timeout=300)
+            assert job.status == "succeeded", f"{peft_type}: {job.message}\n{job.error_hint}\n{job.log_tail}"
+            base = AutoModelForCausalLM.from_pretrained(demo_model_dir(stack.settings.data_dir)).eval()  # the worker built it
+            [adapter] = job.artifacts
+            assert json.loads((Path(adapter.path) / "adapter_config.json").read_text())["peft_type"] == peft_type
+            with torch.no_grad():
+                ours = peft_core.PeftModel.from_pretrained(copy.deepcopy(base), adapter.path)(**inputs).logits
+                theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), adapter.path).eval()(**inputs).logits
+            torch.testing.assert_close(ours, theirs)
