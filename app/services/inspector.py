@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from app import datasets
 from app.datasets import DatasetError, Rows
 from app.datasets.templates import resolve_template
@@ -156,7 +158,7 @@ def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = N
     template = resolve_template(token_settings.template, tok.chat_template)
     try:
         enc = encode_row(rows.rows[row], rows.format, tok, template, token_settings)
-    except Exception as exc:  # jinja2 errors from a template that refuses the conversation
+    except TemplateError as exc:  # a template that refuses the conversation (raise_exception, ...)
         raise DatasetError(
             f"{rows.source}, line {rows.lines[row]}: {template.label} rejected this conversation: {exc}",
             hint="Reorder the messages as that template expects, or choose another dataset.template.",

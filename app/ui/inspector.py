@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from app.datasets import DatasetError
 from app.services.inspector import LengthReport, SampleView, TokenView
 
 TRAINED_STYLE = "background:#dcfce7;color:#14532d;border:1px solid #16a34a"
@@ -97,3 +98,9 @@ def histogram_html(report: LengthReport, width: int = 480, height: int = 120) ->
         words += f" Packed, they fill about {report.packed_sequences} sequences of {report.max_seq_length} tokens."
     warnings = "".join(f'<div class="ps-length-warning" style="color:#b45309">\u26a0 {escape(w)}</div>' for w in report.warnings)
     return f'<div class="ps-lengths">{svg}<div class="ps-length-words">{escape(words)}</div>{warnings}</div>'
+
+
+def error_html(exc: DatasetError) -> str:
+    """What the inspector cannot show, and what to do about it (in place of the sample or the histogram)."""
+    hint = f'<div class="ps-inspector-hint">{escape(exc.hint)}</div>' if exc.hint else ""
+    return f'<div class="ps-inspector-error" role="alert" style="color:#b91c1c"><b>{escape(exc.message)}</b>{hint}</div>'

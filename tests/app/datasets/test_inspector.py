@@ -16,7 +16,7 @@ import pytest
 from app.datasets import DatasetError
 from app.services.inspector import histogram, inspect_sample, length_report
 from app.settings import load_settings
-from app.ui.inspector import histogram_html, sample_html
+from app.ui.inspector import error_html, histogram_html, sample_html
 
 DEMO_ROWS = Path(__file__).resolve().parents[3] / "worker" / "training" / "demo_data" / "demo.jsonl"
 
@@ -147,8 +147,11 @@ def test_errors_say_what_to_do(settings, tmp_path):
         inspect_sample(spec(), 640, settings)
     assert "from 1 to 640" in info.value.hint
     empty = dataclasses.replace(settings, data_dir=tmp_path)
-    with pytest.raises(DatasetError, match="built on the first run"):
+    with pytest.raises(DatasetError, match="built on the first run") as info:
         inspect_sample(spec(), 0, empty)
+    html = error_html(info.value)
+    assert 'role="alert"' in html and "built on the first run" in html and "python -m worker.training.demo" in html
+    assert "&lt;b&gt;" in error_html(DatasetError("<b>", hint="x"))
     with pytest.raises(DatasetError, match="not on this machine"):
         inspect_sample({**spec(), "base_model": "nobody-here/no-model-xyz"}, 0, settings)
     missing = {**spec(), "dataset": {"source": "jsonl", "path": str(tmp_path / "gone.jsonl")}}
@@ -171,3 +174,23 @@ def test_the_inspector_runs_without_torch_or_transformers(data_dir):
                           env={"PATH": "/usr/bin:/bin", "STUDIO_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_stored_dataset_is_inspected_with_its_mapping(studio, session, demo_folder, tmp_path):
+    """An instruction-shaped CSV stored through the Datasets service: the inspector reads it as the trainer will (chat)."""
+    import shutil
+
+    from app.services.datasets import import_file
+
+    shutil.copytree(demo_folder, studio.data_dir / "demo-model" / demo_folder.name)
+    csv = tmp_path / "tasks.csv"
+    csv.write_text("instruction,output\nName a colour.,Blue.\nCount to two.,One two.\n", encoding="utf-8")
+    record = import_file(session, csv, name="tasks.csv", settings=studio)
+    stored = {"base_model": "demo", "dataset": {"source": "stored", "dataset_id": record.id}, "training": {}}
+    view = inspect_sample(stored, 1, studio)
+    assert view.format == "chat" and view.rows == 2
+    assert view.text == "<|im_start|>user\nCount to two.<|im_end|>\n<|im_start|>assistant\nOne two.<|im_end|>"
+    assert "".join(t.piece for t in view.tokens if t.trained) == "One two.<|im_end|>"
+    with pytest.raises(DatasetError, match="no stored dataset 999"):
+        inspect_sample({**stored, "dataset": {"source": "stored", "dataset_id": 999}}, 0, studio)
