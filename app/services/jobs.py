@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import broker
@@ -342,6 +342,13 @@ def reap(session: Session, *, settings: Settings | None = None, redeliver_all: b
     return report
 
 
+def training_jobs() -> ColumnElement[bool]:
+    """Rows the training task runs: not the other kinds of job (config "kind", e.g. combinations), whose
+    own reapers requeue or fail them in their own words."""
+    kind = Job.config["kind"].as_string()
+    return or_(kind.is_(None), kind == "train")
+
+
 def reap_expired(session: Session, *, report: ReapReport) -> None:
     """Running jobs whose lease expired (their worker died): requeue to resume from the last checkpoint
     while attempts are left, else fail them with the reason; cancel those with a pending cancel."""
@@ -351,6 +358,8 @@ def reap_expired(session: Session, *, report: ReapReport) -> None:
             if transition(session, job_id=job_id, to=JobStatus.CANCELLED, message="Cancelled (its worker stopped before confirming).", where=expired):
                 report.cancelled.append(job_id)
             continue
+        if not session.scalar(select(training_jobs()).where(Job.id == job_id)):
+            continue  # another kind of job: its own reaper words it
         reason = "Its worker stopped responding (no lease renewal)."
         status = _requeue_or_fail(session, job_id=job_id, owner=None, reason=reason, count_attempt=True, where=expired)
         if status is JobStatus.QUEUED:
@@ -367,6 +376,7 @@ def stale_queued(session: Session, *, settings: Settings, everything: bool, repo
     for job_id in session.scalars(select(Job.id).where(*queued, Job.cancel_requested.is_(True))).all():
         if transition(session, job_id=job_id, to=JobStatus.CANCELLED, message="Cancelled before it started.", where=queued):
             report.cancelled.append(job_id)
+    queued.append(training_jobs())  # other kinds of job are rung by their own reapers
     waiting = queued if everything else [*queued, Job.enqueued_at < now - timedelta(seconds=settings.redeliver_after_seconds)]
     stale = list(session.scalars(select(Job.id).where(*waiting, Job.cancel_requested.is_(False))).all())
     if stale:

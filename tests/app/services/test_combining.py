@@ -105,6 +105,24 @@ def test_the_reaper_fails_a_combination_whose_worker_died_and_rings_a_forgotten_
     assert jobs.get_job(session, job_id=a).status == "succeeded", "runs are left alone"
 
 
+def test_the_training_reaper_leaves_combinations_to_their_own_reaper(session, studio):
+    """A dead combination is worded by reap_combines, not requeued as a training run; cancels still apply."""
+    a, b = finished(session, studio), finished(session, studio)
+    dead = combining.request_combine(session, run_ids=[a, b], weights=[1, 1], combination_type="cat", settings=studio).id
+    combining.claim_combine(session, job_id=dead, owner="gone", lease_seconds=30)
+    session.execute(update(Job).where(Job.id == dead).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    waiting = combining.request_combine(session, run_ids=[a, b], weights=[1, 1], combination_type="cat", settings=studio).id
+    cancelled = combining.request_combine(session, run_ids=[a, b], weights=[1, 1], combination_type="cat", settings=studio).id
+    session.execute(update(Job).where(Job.id == cancelled).values(cancel_requested=True))
+    session.commit()
+    report = jobs.reap(session, settings=studio, redeliver_all=True)
+    assert dead not in report.requeued + report.failed and waiting not in report.redelivered
+    assert report.cancelled == [cancelled]
+    assert jobs.get_job(session, job_id=dead).status == "running", "left for reap_combines"
+    assert ("studio.train", [waiting]) not in queued_messages(studio)
+    assert combining.reap_combines(session, settings=studio, rung={}, now_s=time.monotonic())[0] == [dead]
+
+
 def test_candidates_say_why_a_run_cannot_be_combined(session, studio):
     a = finished(session, studio, name="a")
     loha = finished(session, studio, method={"peft_type": "LOHA"}, name="loha")
