@@ -102,8 +102,21 @@ def test_merge_download_and_publish_a_finished_run_from_its_page(hub_studio: Hub
     assert "library_name: transformers" in merged.files["README.md"].decode()
     shot = screenshot(page, "run-published")
 
+    page.locator("#ps-publish-repo").locator("input, textarea").first.fill("bad name!")
+    page.locator("#ps-publish-button").click()
+    page.locator("#ps-publish-box .ps-callout-error", has_text="is not a Hub repo name").wait_for()
+    hub.reject_token = True
+    page.locator("#ps-publish-repo").locator("input, textarea").first.fill("alice/browser-adapter")
+    page.locator("#ps-publish-token input[type=password]").fill(TOKEN)
+    page.locator("#ps-publish-button").click()
+    page.locator("#ps-publish-box .ps-callout-error", has_text="rejected the token").wait_for(timeout=60_000)
+    assert "settings/tokens" in page.locator("#ps-publish-box").inner_text()
+    hub.reject_token = False
+    failed_shot = screenshot(page, "run-publish-failed")
+    assert len(hub.commits) == 2
+
     assert TOKEN not in page.content()
-    assert TOKEN.encode() not in shot.read_bytes()
+    assert TOKEN.encode() not in shot.read_bytes() and TOKEN.encode() not in failed_shot.read_bytes()
     for path in [studio.log, *Path(studio.data_dir).rglob("*")]:
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), f"the token leaked into {path}"
