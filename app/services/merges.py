@@ -28,6 +28,7 @@ from app.services.artifact_files import describe_folder
 from app.services.artifacts import latest_artifact
 from app.services.jobs import ArtifactKind, JobStateError, JobStatus, get_job
 from app.settings import Settings, get_settings
+from peft_core.registry import MethodSpec, registered_methods
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ def request_merge(session: Session, *, job_id: int, settings: Settings | None = 
         raise JobStateError(f"run {job_id} is {job.status}; only a run that succeeded can be merged into its base model")
     if latest_artifact(session, job_id=job_id, kind=ArtifactKind.ADAPTER) is None:
         raise JobStateError(f"run {job_id} has no saved adapter to merge")
+    if not method_can_merge(job):
+        title = method_title(job)
+        raise JobStateError(
+            f"run {job_id} trained {title} adapters, which cannot be merged into the base model's weights (prompt learning "
+            "adds to the model's input instead); use the adapter with the base model, it loads in peft and peft_core"
+        )
     now = utcnow()
     idle = (Job.merge_status.is_(None)) | Job.merge_status.in_([MergeStatus.SUCCEEDED.value, MergeStatus.FAILED.value]) | (
         (Job.merge_status == MergeStatus.RUNNING.value) & (Job.merge_lease_expires_at < now)
@@ -91,6 +98,22 @@ def request_merge(session: Session, *, job_id: int, settings: Settings | None = 
     session.commit()
     ring_merge(job_id, settings)
     return get_job(session, job_id=job_id)
+
+
+def _method_spec(job: Job) -> MethodSpec | None:
+    peft_type = ((job.config or {}).get("method") or {}).get("peft_type")
+    return registered_methods().get(str(peft_type).upper()) if peft_type else None
+
+
+def method_can_merge(job: Job) -> bool:
+    """Whether the run's method changes weights that a merge can fold in (prompt learning does not)."""
+    spec = _method_spec(job)
+    return spec is None or spec.can_merge
+
+
+def method_title(job: Job) -> str:
+    spec = _method_spec(job)
+    return (spec.title or spec.peft_type.value) if spec is not None else "its method"
 
 
 def worker_vanished(job: Job) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.db.models import Job
 from app.services.artifact_files import list_files
-from app.services.merges import worker_vanished
+from app.services.merges import method_can_merge, worker_vanished
 from app.ui import formatting as fmt
 from app.ui import fragments
 from app.ui import strings as S
@@ -22,9 +22,9 @@ BUSY = ("queued", "running")
 
 
 def can_merge(job: Job) -> bool:
-    """Show the button: the run succeeded, has an adapter and no live merge of it is under way."""
+    """Show the button: the run succeeded, has an adapter its method can merge, and no live merge of it is under way."""
     has_adapter = any(a.kind == "adapter" for a in job.artifacts)
-    return job.status == "succeeded" and has_adapter and not merging(job)
+    return job.status == "succeeded" and has_adapter and method_can_merge(job) and not merging(job)
 
 
 def merging(job: Job) -> bool:
