@@ -263,6 +263,13 @@ def set_peft_model_state_dict(model: nn.Module, peft_model_state_dict: dict[str,
     prompt_model = _prompt_learning_model(model)
     if prompt_model is not None:
         return _load_prompt_learning(prompt_model, peft_model_state_dict, adapter_name)
+    config = _config_of(model, adapter_name)
+    if config is not None:  # a method may need to fit a reduced saved form to the model (AdaLoRA: resuming a run)
+        from .registry import spec_for_config
+
+        prepare = getattr(spec_for_config(config).layer_module, "loaded_state_dict", None)
+        if prepare is not None:
+            peft_model_state_dict = prepare(model, config, adapter_name, peft_model_state_dict)
     targets = adapter_tensor_map(model, adapter_name, save_embedding_layers=False)
     params = dict(model.named_parameters(remove_duplicate=False))  # tied weights load under either name
     has_prefix = any(k.startswith(PEFT_PREFIX) for k in params)

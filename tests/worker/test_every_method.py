@@ -91,3 +91,29 @@ def test_adalora_job_fills_total_step_from_the_plan_and_allocates_ranks(tmp_path
     assert config["total_step"] == TRAINING["max_steps"]
     kept = [sum(mask) for mask in config["rank_pattern"].values()]
     assert kept and sum(kept) == 2 * len(kept) and all(len(mask) == 4 for mask in config["rank_pattern"].values())
+
+
+@pytest.mark.oracle
+def test_an_adalora_job_resumes_after_rank_allocation(tmp_path, demo_folder) -> None:  # noqa: F811
+    """A checkpoint written after the first allocation holds only the kept ranks; the run resumes from it and
+    its adapter still loads in peft with equal outputs."""
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    spec = demo_spec(**{**TRAINING, "checkpoint_every": 3})
+    spec["method"] = form_method("ADALORA")
+    run_training(spec, tmp_path / "first", Recorder().hooks())
+    checkpoint = tmp_path / "first" / "checkpoints" / "step-3"
+    saved = json.loads((checkpoint / "adapter" / "adapter_config.json").read_text())
+    assert saved["rank_pattern"] and not all(all(mask) for mask in saved["rank_pattern"].values())
+    resumed = Recorder()
+    result = run_training(spec, tmp_path / "second", resumed.hooks(), resume_from=checkpoint)
+    assert result["steps"] == TRAINING["max_steps"] and [row["step"] for row in resumed.metrics] == [4, 5, 6]
+    assert all(math.isfinite(row["loss"]) for row in resumed.metrics)
+    base = AutoModelForCausalLM.from_pretrained(demo_folder).eval()
+    adapter = tmp_path / "second" / "adapter"
+    ours = peft_core.PeftModel.from_pretrained(copy.deepcopy(base), adapter).eval()
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), adapter).eval()
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44, 2, 10]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=ids).logits, theirs(input_ids=ids).logits, rtol=1e-4, atol=1e-5)

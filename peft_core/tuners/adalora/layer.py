@@ -206,3 +206,38 @@ def saved_state_dict(model: nn.Module, config: AdaLoraConfig, adapter_name: str,
         out[f"{stem}.lora_A"] = state[f"{stem}.lora_A"][idx]
         out[f"{stem}.lora_B"] = state[f"{stem}.lora_B"][:, idx]
     return out
+
+
+def loaded_state_dict(model: nn.Module, config: AdaLoraConfig, adapter_name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fit a checkpoint saved after allocation (only the kept ranks) into full-rank layers: resuming a run.
+
+    The update Σ_i P_i Λ_i Q_i does not depend on the order of its terms, so the k kept triplets go to the
+    first k ranks and the others stay masked (Λ = 0); rank_pattern records that layout, so later masks and
+    the final save follow it. A model built from the checkpoint's own config already has the reduced
+    ranks and needs nothing here.
+    """
+    from ...checkpoint import PEFT_PREFIX, adapter_tensor_map
+
+    live = adapter_tensor_map(model, adapter_name, save_embedding_layers=False)
+    out = dict(state)
+    pattern: dict[str, list[bool]] = {}
+    for key, value in state.items():
+        if not key.endswith(".lora_E"):
+            continue
+        live_key = key if key in live else PEFT_PREFIX + key if PEFT_PREFIX + key in live else key.removeprefix(PEFT_PREFIX)
+        target = live.get(live_key)
+        stem, live_stem = key[: -len(".lora_E")], live_key[: -len(".lora_E")]
+        if target is None or value.shape[0] >= target.shape[0] or f"{stem}.lora_A" not in state or f"{stem}.lora_B" not in state:
+            continue
+        kept, full = value.shape[0], target.shape[0]
+        e = torch.zeros_like(target)
+        e[:kept] = value.to(e)
+        a = live[f"{live_stem}.lora_A"].detach().clone()
+        a[:kept] = state[f"{stem}.lora_A"].to(a)
+        b = live[f"{live_stem}.lora_B"].detach().clone()
+        b[:, :kept] = state[f"{stem}.lora_B"].to(b)
+        out[key], out[f"{stem}.lora_A"], out[f"{stem}.lora_B"] = e, a, b
+        pattern[f"{live_stem.removeprefix(PEFT_PREFIX)}.lora_E"] = [True] * kept + [False] * (full - kept)
+    if pattern:
+        config.rank_pattern = {**(config.rank_pattern or {}), **pattern}
+    return out

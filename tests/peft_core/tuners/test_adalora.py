@@ -218,3 +218,22 @@ BEYOND_PEFT = [
 def test_layers_beyond_peft(case, tmp_path):
     """peft's AdaLoRA adapts Conv2d only; Conv1d and Conv3d go through the same flattened-kernel path."""
     contract.check_beyond_peft(case, tmp_path)
+
+
+def test_an_allocated_checkpoint_loads_into_a_full_rank_model_for_resuming(tmp_path):
+    """Resuming a run: the saved kept ranks go into the live full-rank layers with equal outputs, and the
+    model saves the same adapter again (same rank_pattern counts, same outputs)."""
+    config = ada(task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"], total_step=6, tfinal=1)
+    trained = _allocated(config)
+    expected = outputs(trained, TOKENS)
+    trained.save_pretrained(tmp_path / "saved")
+
+    fresh = peft_core.get_peft_model(models.tiny_llama(), copy.deepcopy(config)).eval()
+    missing, unexpected = peft_core.set_peft_model_state_dict(fresh, peft_core.load_peft_weights(tmp_path / "saved"))
+    assert not missing and not unexpected
+    torch.testing.assert_close(outputs(fresh, TOKENS), expected, **contract.TOL)
+    saved_pattern = trained.peft_config["default"].rank_pattern
+    assert {k: sum(v) for k, v in fresh.peft_config["default"].rank_pattern.items()} == {k: sum(v) for k, v in saved_pattern.items()}
+    fresh.save_pretrained(tmp_path / "again")
+    back = peft.PeftModel.from_pretrained(models.tiny_llama(), tmp_path / "again").eval()
+    torch.testing.assert_close(outputs(back, TOKENS), expected, **contract.TOL)
