@@ -35,7 +35,7 @@ from app.datasets.tokenizer_files import tokenizer_for_model
 from app.jobspec import TrainingSettings
 from app.settings import Settings, get_settings
 
-MAX_REPORT_ROWS = 20_000  # the length report tokenizes at most this many rows (it says so when it stops early)
+MAX_REPORT_ROWS = 10_000  # the length report tokenizes at most this many rows (it says so when it stops early)
 HISTOGRAM_BINS = 12
 
 
