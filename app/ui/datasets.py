@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.datasets import SHAPE_TITLES, SHAPES, DatasetError
+from app.datasets import SHAPE_TITLES, SHAPES, DatasetError, detect
 from app.datasets.formats import fields_of
 from app.db.models import Dataset
 from app.db.session import session_scope
@@ -47,6 +47,10 @@ def table_html(records: list[Dataset]) -> str:
         for r in records
     )
     return f'<table class="ps-runs ps-datasets"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _train_link(record: Dataset) -> str:
+    return f' <a class="ps-act" href="new?dataset={record.id}" id="ps-ds-train">{escape(S.DS_TRAIN_ON_IT)}</a>'
 
 
 def refused(exc: DatasetError) -> str:
@@ -133,7 +137,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
                 shape_v, columns, mapping = record.detected if record.format else None, list(record.columns or []), record.mapping
                 facts = [(S.DS_COLUMNS[1], f"{record.rows:,}"), ("Columns", ", ".join(columns)), (S.DS_COLUMNS[3], fmt.size(record.size_bytes)),
                          ("From", record.origin or record.source), (S.DS_COLUMNS[5], record.sha256)]
-                note = (fragments.callout("success", S.DS_GUESSED.format(format=SHAPE_TITLES[record.detected]))
+                note = (fragments.callout("success", S.DS_GUESSED.format(format=SHAPE_TITLES[record.detected]), extra=_train_link(record))
                         if record.format and record.detected else fragments.callout("warning", S.DS_NEEDS_MAPPING))
         except (service.DatasetNotFound, DatasetError) as exc:
             return [fragments.callout("error", str(exc)), *blank[1:]]
@@ -149,9 +153,10 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
             return [refused(error), table, choices]
         assert made is not None
         message = (S.DS_ALREADY.format(name=made.name) if existed else
-                   (S.DS_ADDED if made.format and made.mapping is not None and made.detected else S.DS_ADDED_UNSURE).format(name=made.name, rows=made.rows))
+                   (S.DS_ADDED if made.format and detect(list(made.columns or [])).sure else S.DS_ADDED_UNSURE).format(name=made.name, rows=made.rows))
         table, choices = listing_and_choices(str(made.id))
-        return [fragments.callout("success" if made.format else "warning", message), table, choices]
+        sure = made.format and detect(list(made.columns or [])).sure
+        return [fragments.callout("success" if sure else "warning", message, extra=_train_link(made) if made.format else ""), table, choices]
 
     def run_import(action: Any) -> list[Any]:
         try:

@@ -227,3 +227,4 @@ DATA_TEMPLATE_INFO = "How conversations become text: the model's own template (a
 DATA_CLONE_MISSING = "The copied run's dataset is not available any more ({problem}); pick another."
 INSPECT_INTRO = "One row exactly as the trainer will tokenize it — green tokens are learned, grey ones only read — and how long the rows are."
 INSPECT_FAILED = "The sample cannot be shown:"
+DS_TRAIN_ON_IT = "Train on it →"

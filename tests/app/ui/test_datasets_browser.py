@@ -60,6 +60,7 @@ def test_upload_map_inspect_and_train_on_a_csv(studio: Studio, page, tmp_path):
     [record] = studio.api("GET", "/api/datasets").json()
     assert (record["detected"], record["mapping"], record["rows"]) == ("prompt_completion", {"prompt": "ask", "completion": "reply"}, ROWS)
     page.locator("#ps-ds-list").get_by_text("prompt/completion").wait_for()
+    assert page.locator("#ps-ds-detail a#ps-ds-train").get_attribute("href") == f"new?dataset={record['id']}"
     screenshot(page, "datasets-mapped")
 
     # New run: pick the stored dataset, inspect a row, start.
