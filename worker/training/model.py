@@ -37,7 +37,30 @@ def load_base_model(
 
     With quantization "8bit"/"4bit-*" the linear layers are loaded through bitsandbytes, placed on `device`
     at load time (quantized models cannot be moved afterwards) and prepared for k-bit training."""
-    extra = _quantized_loading(quantization, dtype, device)
+    base = _load_base(name, dtype=dtype, data_dir=data_dir, log=log, extra=_quantized_loading(quantization, dtype, device))
+    if quantization != "none":
+        keep_training_kernels(base.model, log)
+    return base
+
+
+def keep_training_kernels(model: Any, log: Callable[[str], None] = print) -> int:
+    """Make bitsandbytes' 4-bit layers evaluate with the kernels they train with; returns how many layers.
+
+    Why: on a CPU with AVX512-BF16, a Linear4bit in eval mode without gradients repacks its weight in place
+    for a faster inference kernel. That repacking needs an output width divisible by 32 (the demo model's
+    MLP is 344 wide, so the eval pass of a 4-bit demo run failed inside bitsandbytes with "N must be
+    divisible by block_n"), and the packed weight stays packed: the training steps after an eval then run
+    a bf16 kernel that has no backward, so gradients stop at every base layer. A trainer evaluates between
+    steps, so it keeps the training layout (eval costs a little more on such CPUs; GPUs are unaffected)."""
+    layers = [m for m in model.modules() if getattr(m, "support_avx512bf16_for_cpu", False)]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    if layers:
+        log(f"bitsandbytes: {len(layers)} 4-bit layers keep their training layout for evaluation (CPU inference repacking off)")
+    return len(layers)
+
+
+def _load_base(name: str, *, dtype: torch.dtype, data_dir: Path, log: Callable[[str], None], extra: dict[str, Any]) -> BaseModel:
     if name == "demo":
         from .demo import ensure_demo_model
 
