@@ -194,15 +194,34 @@ def histogram(lengths: list[int], max_len: int, bins: int = HISTOGRAM_BINS) -> l
     return [Bin(k * width + 1, (k + 1) * width, c) for k, c in enumerate(counts)]
 
 
+_REPORTS: dict[tuple[Any, ...], tuple[Rows, TextTokenizer, LengthReport]] = {}  # the last few reports (the page asks again per row)
+KEEP_REPORTS = 8
+
+
 def length_report(spec: dict[str, Any], settings: Settings | None = None) -> LengthReport:
-    """Token lengths of the spec's rows (the first MAX_REPORT_ROWS), with how many are cut or dropped."""
+    """Token lengths of the spec's rows (the first MAX_REPORT_ROWS), with how many are cut or dropped.
+
+    Remembered while the rows (file version) and the tokenizer are the ones it was made from, so showing row
+    after row does not tokenize the whole dataset again."""
     rows = _read(spec, settings)
     tok = _tokenizer(spec, settings)
     token_settings = _token_settings(spec)
+    training = spec.get("training") or {}
+    packing = bool(training.get("packing", False))
+    seed = int(training.get("seed", TrainingSettings().seed))
+    key = (id(rows), id(tok), token_settings, packing, seed)
+    if key in _REPORTS and _REPORTS[key][0] is rows and _REPORTS[key][1] is tok:
+        return _REPORTS[key][2]
+    report = _measure(rows, tok, token_settings, packing, seed)
+    _REPORTS[key] = (rows, tok, report)
+    while len(_REPORTS) > KEEP_REPORTS:
+        _REPORTS.pop(next(iter(_REPORTS)))
+    return report
+
+
+def _measure(rows: Rows, tok: TextTokenizer, token_settings: TokenSettings, packing: bool, seed: int) -> LengthReport:
     done = tokenize_rows(rows, tok, token_settings, limit=MAX_REPORT_ROWS)
     lengths, max_len = done.lengths, token_settings.max_seq_length
-    packing = bool((spec.get("training") or {}).get("packing", False))
-    seed = int((spec.get("training") or {}).get("seed", TrainingSettings().seed))
     warnings = list(done.warnings)
     if len(rows.rows) > len(lengths):
         warnings.append(f"measured the first {len(lengths):,} of {len(rows.rows):,} rows")

@@ -194,3 +194,14 @@ def test_a_stored_dataset_is_inspected_with_its_mapping(studio, session, demo_fo
     assert "".join(t.piece for t in view.tokens if t.trained) == "One two.<|im_end|>"
     with pytest.raises(DatasetError, match="no stored dataset 999"):
         inspect_sample({**stored, "dataset": {"source": "stored", "dataset_id": 999}}, 0, studio)
+
+
+def test_the_length_report_is_remembered_until_the_file_changes(settings, tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "one two"}\n{"text": "three"}\n', encoding="utf-8")
+    file_spec = {"base_model": "demo", "dataset": {"source": "jsonl", "path": str(path)}, "training": {}}
+    first = length_report(file_spec, settings)
+    assert first.rows == 2 and length_report(file_spec, settings) is first
+    assert length_report({**file_spec, "training": {"max_seq_length": 64}}, settings) is not first  # other settings: measured again
+    path.write_text('{"text": "one two"}\n{"text": "three"}\n{"text": "four five six"}\n', encoding="utf-8")
+    assert length_report(file_spec, settings).rows == 3
