@@ -1,4 +1,5 @@
-"""Prompt tuning, p-tuning and prefix tuning against peft 0.21.2 (test-only oracle) on tiny Llama and GPT-2.
+"""Prompt tuning, p-tuning and prefix tuning against peft 0.21.2 (test-only oracle) on tiny Llama and GPT-2
+(CAUSAL_LM) and tiny BERT and Llama classifiers (SEQ_CLS).
 
 Same encoder weights in both (ours copied into peft's prompt encoder, whose sub-module names we share):
 equal logits and loss, equal `prompt_embeddings` checkpoints that load both ways, greedy generation
@@ -104,8 +105,8 @@ def test_checkpoints_hold_peft_prompt_embeddings_and_load_both_ways(model: str, 
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("config", ["prompt-random", "prefix", "prefix-projection", "p-tuning-lstm"])
 def test_generate_is_greedy_decoding_of_peft_forward(model: str, config: str) -> None:
-    """peft 0.21.2's own generate loses the prompt after the first token under transformers 5.x (it looks for
-    `past_key_values`, now `cache`), so the reference is a greedy loop over peft's forward, which agrees with ours."""
+    """peft 0.21.2's own generate disagrees with its forward under transformers 5.x (it looks for `past_key_values`
+    and `cache_position`, renamed there), so the reference is a greedy loop over peft's forward, which agrees with ours."""
     ours, theirs = _twins(model, config)
     for m in (ours, theirs):
         m.get_base_model().generation_config.eos_token_id = None  # decode a fixed number of tokens
