@@ -31,6 +31,12 @@ class MethodSpec:
 
         LAYER_CLASSES: dict[str, type]   view kind ("linear", "conv", "embedding", ...) -> layer class
         after_inject(tuner_model, config, adapter_name)   optional, for extra wrapping (e.g. tokens)
+        before_inject(tuner_model, config, adapter_name)  optional, refusals/shared state before any layer
+                                                          is injected (AdaLoRA: one trained adapter; VeRA: projections)
+        saved_state_dict / loaded_state_dict(model, config, adapter_name, state)   optional, a reduced saved
+                                                          form (AdaLoRA's kept ranks) and fitting it back
+        add_weighted_adapter, update_and_allocate, extra_loss   optional model-level functions (TunerModel
+                                                          and the studio's trainer look them up here)
         default_target_modules(model)   optional, targets computed from the model when `default_targets`
                                         has no entry (e.g. the input embedding's name)
 
