@@ -139,6 +139,11 @@ class PromptLearningModel(nn.Module):
                 ["peft_type: prefix tuning passes its prefixes as a KV cache, which gradient checkpointing does not allow; turn gradient checkpointing off"],
             )
         config = fill_from_model(config, self.model)
+        if config.num_transformer_submodules != 1:  # 2 is for encoder-decoder models, which are not supported
+            raise ConfigError(
+                type(config).__name__,
+                [f"num_transformer_submodules: {config.task_type} models have one transformer stack, got {config.num_transformer_submodules}; leave it empty"],
+            )
         if config.peft_type.value == "PREFIX_TUNING" and config.token_dim % config.num_attention_heads:
             raise ConfigError(type(config).__name__, [f"token_dim: {config.token_dim} is not divisible by num_attention_heads {config.num_attention_heads}"])
         encoder = build_encoder(config, self.word_embeddings)

@@ -188,6 +188,13 @@ def test_bad_settings_are_refused_with_every_problem_named() -> None:
         peft_core.get_peft_model(models.tiny_bert(), PrefixTuningConfig(task_type="SEQ_CLS"))
 
 
+def test_settings_that_do_not_fit_the_model_are_refused_at_wrap_time() -> None:
+    with pytest.raises(peft_core.ConfigError, match="num_transformer_submodules: CAUSAL_LM models have one transformer stack, got 2"):
+        peft_core.get_peft_model(models.tiny_llama(), PromptTuningConfig(**CAUSAL, num_transformer_submodules=2))
+    with pytest.raises(peft_core.ConfigError, match="token_dim: 30 is not divisible by num_attention_heads 4"):
+        peft_core.get_peft_model(models.tiny_gpt2(), PrefixTuningConfig(**CAUSAL, token_dim=30))
+
+
 def test_prefix_tuning_refuses_gradient_checkpointing() -> None:
     model = models.tiny_llama()
     model.gradient_checkpointing_enable()
