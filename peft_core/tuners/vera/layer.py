@@ -101,6 +101,11 @@ class VeraLinear(AdapterLayer):
             self.vera_lambda_b[adapter_name] = nn.Parameter(torch.ones(self.view.out_features))
             self.vera_lambda_d[adapter_name] = nn.Parameter(torch.randn(config.r))
 
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        for store in self.__dict__["projections"] or ():  # the shared stores are not visited by the tuner model
+            store.delete_adapter(adapter_name)
+
     def _sliced(self, adapter_name: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         store_a, store_b = self.__dict__["projections"]
         a = store_a.tensor(adapter_name)[:, : self.view.in_features]

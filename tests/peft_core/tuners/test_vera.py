@@ -119,3 +119,17 @@ def test_parameter_count_from_the_shape_equals_the_real_adapter(factory, kw):
     counted = vera(**kw).trainable_parameter_count(describe_model(factory()))
     model = peft_core.get_peft_model(factory(), vera(**kw))
     assert counted == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+
+
+def test_deleting_an_adapter_drops_its_projections_and_keeps_the_other_s():
+    model = peft_core.get_peft_model(models.MLP(), vera(target_modules=["lin0", "head"]))
+    model.add_adapter("other", vera(target_modules=["lin0"]))
+    kept = model.base_model.vera_A.tensor("default").clone()
+    model.delete_adapter("other")
+    assert model.base_model.vera_A.adapter_names == ["default"] and model.base_model.vera_B.adapter_names == ["default"]
+    assert "base_model.vera_A.other" not in dict(model.named_buffers())
+    torch.testing.assert_close(model.base_model.vera_A.tensor("default"), kept)
+    assert sorted(peft_core.get_peft_model_state_dict(model)) == [
+        "base_model.model.head.vera_lambda_b", "base_model.model.head.vera_lambda_d",
+        "base_model.model.lin0.vera_lambda_b", "base_model.model.lin0.vera_lambda_d", "base_model.vera_A", "base_model.vera_B",
+    ]
