@@ -93,3 +93,20 @@ def test_a_local_path_and_a_hub_dataset_offline(tmp_path, session, studio, monke
         service.import_hub(session, "someone/data", split="train", settings=studio)
     assert len(service.list_datasets(session)) == 1
     assert not any((studio.data_dir / "tmp").iterdir())
+
+
+def test_dataset_folders_a_loading_script_is_refused_and_plain_data_files_work(tmp_path, session, studio, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    scripted = tmp_path / "scripted"
+    scripted.mkdir()
+    (scripted / "scripted.py").write_text("raise SystemExit('never run')\n")
+    (scripted / "train.jsonl").write_text('{"text": "hi"}\n')
+    with pytest.raises(DatasetError, match="trust_remote_code, which the studio refuses"):
+        service.import_path(session, str(scripted), settings=studio)
+    assert service.list_datasets(session) == [] and not (studio.data_dir / "datasets").exists()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.jsonl").write_text('{"instruction": "Say hi.", "output": "hi"}\n{"instruction": "Say bye.", "output": "bye"}\n')
+    record = service.import_path(session, str(plain), split="train", settings=studio)
+    assert (record.source, record.name, record.rows, record.detected) == ("path", "plain-train.jsonl", 2, "instruction")
+    assert service.rows_of(record).rows[1]["messages"] == [{"role": "user", "content": "Say bye."}, {"role": "assistant", "content": "bye"}]
