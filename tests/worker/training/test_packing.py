@@ -116,7 +116,7 @@ def test_a_packed_run_lowers_the_loss_and_reports_less_padding(tmp_path, data_di
     rec, result = runs[True]
     losses = [row["loss"] for row in rec.metrics]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
-    assert any(line.startswith("packing: ") for line in rec.logs)
+    assert any(line.startswith("packing: ") and "(checked: " in line for line in rec.logs)
     packed_share = [row["padding_share"] for row in rec.metrics]
     plain_share = [row["padding_share"] for row in runs[False][0].metrics]
     assert all(0 <= s < 1 for s in packed_share + plain_share)
@@ -190,3 +190,25 @@ def test_each_format_packs_into_batches_with_every_row_ending_in_a_trained_eos(f
                 assert trained.strip().removesuffix("<|im_end|>").isdigit()
             start += n
         assert all(label == IGNORE_INDEX for label in labels[start:])  # padding
+
+
+class IgnoresPositions(torch.nn.Module):
+    """A causal LM whose attention knows nothing of packed rows (it drops position_ids): rows would see each other."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, position_ids=None, use_cache=None, attention_mask=None):
+        return self.inner(input_ids=input_ids)
+
+
+def test_packing_is_refused_for_a_model_whose_attention_leaks_across_rows(demo_model, demo_folder):
+    demo_model.set_attn_implementation("sdpa")
+    packs = data.pack(_demo_examples(demo_folder, 4), max_len=512, seed=0)
+    precision = choose_precision("fp32")
+    assert loop.check_packed_attention(demo_model, packs, precision) < 1e-4  # the real one keeps rows apart
+    with pytest.raises(TrainingError, match="cannot be used with the leaky model: its attention does not keep packed rows apart") as info:
+        loop.check_packed_attention(IgnoresPositions(demo_model), packs, precision, "the leaky model")
+    assert "packing off" in info.value.hint
+    assert loop.check_packed_attention(demo_model, data.pack(_demo_examples(demo_folder, 1), 512, 0), precision) == 0.0  # nothing packed
