@@ -1,7 +1,8 @@
 """Training data: turn checked rows into token ids with loss labels, split, pack, batch.
 
 Reading and checking the rows happens before any model is loaded, in app.datasets (torch-free, shared
-with the web process); this module takes its `Rows`. The phases, in the order the trainer calls them:
+with the web process); this module takes its `Rows`. The phases, in the order the trainer calls them
+(1 is reading, in app.datasets):
 
 2. `tokenize_for_job(rows, base, job, log)`: app.datasets.tokenization.encode_row, the very function the
    web process's sample inspector calls, over the model folder's tokenizer files, so what was shown
@@ -16,8 +17,8 @@ with the web process); this module takes its `Rows`. The phases, in the order th
    so a resumed run sees exactly the batches the interrupted one would have seen. A packed batch carries
    position_ids that restart at 0 for every row and no 2D attention mask: the model then builds a causal
    mask per row from the position_ids (transformers' packed-sequence attention), so no token attends
-   across a row boundary; and the first token of each row gets no label, so none is predicted from the
-   previous row.
+   across a row boundary (loop.check_packed_attention verifies that on the run's model); and the first
+   token of each row gets no label, so none is predicted from the previous row.
 """
 
 from __future__ import annotations
