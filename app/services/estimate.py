@@ -9,7 +9,8 @@ the model's shape (app.services.catalog) and the job spec, so it is labelled "ro
   the architecture laid out as named modules (`architecture_shape`); a method or setting that cannot
   be counted says so;
 - steps = ceil(training rows / (batch * accumulation)) * epochs, or max_steps;
-- memory = frozen weights at the training precision + adapter weights, gradients and AdamW states
+- memory = frozen weights at the training precision (with quantization: the linear layers at 4 or 8 bits,
+  the rest in fp32) + adapter weights, gradients and AdamW states
   (fp32, 16 bytes per trainable parameter) + activations (about 34 * hidden bytes per token per
   layer at 16-bit, after Korthikanti et al. 2022; far less with gradient checkpointing) + fp32 logits
   + a fixed framework overhead.
@@ -32,6 +33,9 @@ GIB = 2**30
 OVERHEAD_BYTES = int(0.6 * GIB)  # CUDA context, allocator slack, kernels
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "auto": 2}
 _TRAINABLE_STATE_BYTES = 16  # fp32 weight + fp32 grad + two fp32 AdamW moments
+# Bytes per weight of a bitsandbytes layer: 4-bit with double quantization costs 4.127 bits (Dettmers et al.
+# 2023, QLoRA); 8-bit is one byte (its per-row fp32 scales are added separately).
+_QUANTIZED_BYTES = {"4bit-nf4": 4.127 / 8, "4bit-fp4": 4.127 / 8, "8bit": 1.0}
 
 
 @dataclass
@@ -144,6 +148,20 @@ def _activation_bytes(arch: Architecture, training: dict[str, Any]) -> int:
     return layers + logits
 
 
+def _weights_bytes(arch: Architecture, precision: str, quantization: str) -> tuple[int, str | None]:
+    """Frozen weights' bytes and a note. Quantized: the block linears in bitsandbytes' format, everything
+    else (embeddings, norms, an untied head) in fp32, as prepare_model_for_kbit_training leaves it."""
+    per_weight = _QUANTIZED_BYTES.get(quantization)
+    if per_weight is None:
+        return arch.total_params() * _BYTES.get(precision, 2), None
+    linears = arch.linear_modules()
+    quantized = sum(fan_in * fan_out for _, fan_in, fan_out in linears)
+    scales = 4 * sum(fan_out for _, _, fan_out in linears) if quantization == "8bit" else 0
+    rest = arch.total_params() - quantized
+    note = f"Linear layers in {quantization} (about {per_weight:.2f} bytes a weight), the rest in fp32 as QLoRA prepares it."
+    return int(quantized * per_weight) + scales + rest * 4, note
+
+
 def estimate_run(spec: dict[str, Any], *, dataset_rows: int | None) -> RunEstimate:
     """Estimate a (possibly not yet valid) job spec; parts that cannot be computed stay None."""
     est = RunEstimate()
@@ -163,8 +181,10 @@ def estimate_run(spec: dict[str, Any], *, dataset_rows: int | None) -> RunEstima
     except (PeftCoreError, TypeError, ValueError) as exc:
         est.notes.append(f"The parameter count could not be worked out from these settings ({exc}).")
     precision = str(training.get("precision", "auto"))
-    est.weights_bytes = est.total_params * _BYTES.get(precision, 2)
-    if precision == "auto":
+    est.weights_bytes, quantized_note = _weights_bytes(arch, precision, str(training.get("quantization", "none")))
+    if quantized_note:
+        est.notes.append(quantized_note)
+    elif precision == "auto":
         est.notes.append("Assumes bf16 weights (a GPU); on a CPU the weights take twice as much.")
     if est.trainable_params is None and not any("parameter count" in n for n in est.notes):
         est.notes.append("Trainable parameters are not estimated for these settings; memory leaves them out.")

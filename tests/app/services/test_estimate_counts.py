@@ -94,3 +94,22 @@ def test_invalid_method_settings_say_what_to_fix():
     est = estimate_run({"base_model": "demo", "method": {"peft_type": "OFT", "r": 8}}, dataset_rows=10)
     assert est.trainable_params is None
     assert any("Fix the method settings" in n and "oft_block_size" in n for n in est.notes), est.notes
+
+
+def test_quantized_weights_match_what_the_h200_benchmark_measured():
+    """Llama-3-8B's shape in 4-bit: the benchmark (bench/results/2026-11-28-h200-qlora-rerun) measured 3,489,660,928
+    bytes of packed 4-bit weights and 1,050,939,392 fp32 parameters after prepare_model_for_kbit_training."""
+    from app.services.estimate import _weights_bytes
+
+    arch = catalog.Architecture("llama", 4096, 32, 14336, 128256, 32, 8, 128, False)
+    linears = sum(fan_in * fan_out for _, fan_in, fan_out in arch.linear_modules())
+    assert linears // 2 == 3_489_660_928 and arch.total_params() - linears == 1_050_939_392
+    four, note = _weights_bytes(arch, "auto", "4bit-nf4")
+    assert four == int(linears * 4.127 / 8) + 1_050_939_392 * 4 and "4bit-nf4" in note
+    eight, _ = _weights_bytes(arch, "auto", "8bit")
+    plain, none_note = _weights_bytes(arch, "auto", "none")
+    assert four < eight < plain == arch.total_params() * 2 and none_note is None
+    spec = {"base_model": "demo", "method": {"peft_type": "LORA"}, "training": {"quantization": "4bit-nf4"}}
+    est = estimate_run(spec, dataset_rows=10)
+    assert est.weights_bytes < estimate_run({**spec, "training": {}}, dataset_rows=10).weights_bytes
+    assert any("4bit-nf4" in n for n in est.notes) and not any("Assumes bf16" in n for n in est.notes)
