@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from app.datasets import Rows
+from app.datasets.templates import BUILTIN_TEMPLATES
 from app.datasets.tokenization import TokenSettings
 from app.datasets.tokenizer_files import load_tokenizer
 from app.jobspec import parse_job_spec
@@ -142,7 +144,9 @@ def test_a_template_needing_tokens_the_tokenizer_lacks_is_warned_about_in_the_lo
     logs: list[str] = []
     spec = demo_spec()
     spec["dataset"]["template"] = "llama-3"
-    data.tokenize_for_job(rows_of([CHAT], "chat"), SimpleNamespace(tokenizer=demo_tokenizer), parse_job_spec(spec), logs.append)
+    hf = copy.deepcopy(demo_tokenizer)  # tokenize_for_job gives it the chosen template, to be saved with the adapter
+    data.tokenize_for_job(rows_of([CHAT], "chat"), SimpleNamespace(tokenizer=hf), parse_job_spec(spec), logs.append)
+    assert hf.chat_template == BUILTIN_TEMPLATES["llama-3"] and demo_tokenizer.chat_template != hf.chat_template
     warning = next(line for line in logs if line.startswith("warning:"))
     assert "<|start_header_id|>" in warning and "<|eot_id|>" in warning and "not have as special tokens" in warning
 
@@ -201,3 +205,14 @@ def test_collate_pads_right_and_masks_padding():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch["input_ids"].dtype == torch.long
+
+
+def test_without_tokenizer_files_the_trainer_uses_the_rust_tokenizer_inside_transformers(tok, demo_tokenizer):
+    detached = copy.deepcopy(demo_tokenizer)
+    detached.name_or_path = "not-a-folder-and-not-cached/model"
+    fallback = data.text_tokenizer(detached, "not-a-folder-and-not-cached/model")
+    assert fallback.source == "not-a-folder-and-not-cached/model" and fallback.chat_template == tok.chat_template
+    assert fallback.special == tok.special
+    rows = rows_of([CHAT, {"messages": CHAT["messages"][1:3]}], "chat")
+    assert data.tokenize(rows, fallback, TokenSettings()) == data.tokenize(rows, tok, TokenSettings())
+    assert data.text_tokenizer(demo_tokenizer, "demo") is tok  # the demo model's folder: its files, loaded once
