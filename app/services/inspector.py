@@ -42,10 +42,11 @@ HISTOGRAM_BINS = 12
 @dataclass(frozen=True)
 class TokenView:
     id: int
-    piece: str  # the token's text as it appears in the rendered text ("" for an appended EOS)
+    piece: str  # the token's text as it appears in the rendered text ("" for an appended EOS and a continuation)
     trained: bool  # the label is kept: the model learns to predict this token
     special: bool  # a special token of the tokenizer (<|im_start|>, EOS, ...)
     eos: bool
+    continuation: bool = False  # another byte of the character the token before began (byte-level BPE splits "日" in 3)
 
 
 @dataclass
@@ -163,11 +164,7 @@ def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = N
             f"{rows.source}, line {rows.lines[row]}: {template.label} rejected this conversation: {exc}",
             hint="Reorder the messages as that template expects, or choose another dataset.template.",
         ) from exc
-    eos = tok.eos_id
-    tokens = [
-        TokenView(i, enc.text[a:b] if b > a else ("" if i == eos else tok.piece(i)), label != IGNORE_INDEX, tok.is_special(i), i == eos)
-        for i, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets)
-    ]
+    tokens = _token_views(enc, tok)
     warnings = template_warnings(template, tok) if rows.format == "chat" else []
     if enc.truncated:
         warnings.append(f"this row has {enc.full_length} tokens: it is cut at max_seq_length={token_settings.max_seq_length} and keeps no EOS")
@@ -180,6 +177,18 @@ def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = N
         max_seq_length=token_settings.max_seq_length, truncated=enc.truncated, learnable=enc.learnable,
         completions_only=token_settings.completions_only, packing=bool(training.get("packing", False)), warnings=rows.notes + warnings,
     )
+
+
+def _token_views(enc: Any, tok: TextTokenizer) -> list[TokenView]:
+    """Each token with its text; tokens that share one character's span (its bytes) show it once."""
+    views: list[TokenView] = []
+    previous = None
+    for i, label, (a, b) in zip(enc.input_ids, enc.labels, enc.offsets):
+        continuation = b > a and (a, b) == previous
+        piece = "" if continuation else enc.text[a:b] if b > a else ("" if i == tok.eos_id else tok.piece(i))
+        views.append(TokenView(i, piece, label != IGNORE_INDEX, tok.is_special(i), i == tok.eos_id, continuation))
+        previous = (a, b)
+    return views
 
 
 def histogram(lengths: list[int], max_len: int, bins: int = HISTOGRAM_BINS) -> list[Bin]:

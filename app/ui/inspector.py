@@ -26,8 +26,9 @@ def _visible(piece: str) -> str:
 def _chip(token: TokenView) -> str:
     style = (TRAINED_STYLE if token.trained else MASKED_STYLE) + (SPECIAL_EXTRA if token.special else "")
     kind = "trained" if token.trained else "masked"
-    label = "EOS" if token.eos and not token.piece else _visible(token.piece)
+    label = "EOS" if token.eos and not token.piece else "\u2026" if token.continuation else _visible(token.piece)
     title = f"id {token.id} · {kind}" + (" · special" if token.special else "") + (" · EOS" if token.eos else "")
+    title += " · more bytes of the character before" if token.continuation else ""
     eos = " data-eos=\"1\"" if token.eos else ""
     special = " data-special=\"1\"" if token.special else ""
     return f'<span class="ps-tok ps-tok-{kind}" data-id="{token.id}"{special}{eos} title="{escape(title)}" style="{CHIP};{style}">{escape(label)}</span>'

@@ -205,3 +205,15 @@ def test_the_length_report_is_remembered_until_the_file_changes(settings, tmp_pa
     assert length_report({**file_spec, "training": {"max_seq_length": 64}}, settings) is not first  # other settings: measured again
     path.write_text('{"text": "one two"}\n{"text": "three"}\n{"text": "four five six"}\n', encoding="utf-8")
     assert length_report(file_spec, settings).rows == 3
+
+
+def test_characters_split_into_several_byte_tokens_are_shown_once(settings, tmp_path):
+    path = tmp_path / "u.jsonl"
+    text = "café ü 日本 🙂!"
+    path.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    view = inspect_sample({"base_model": "demo", "dataset": {"source": "jsonl", "path": str(path)}, "training": {}}, 0, settings)
+    assert "".join(t.piece for t in view.tokens) == text  # the text, each character once; then the appended EOS ("")
+    pieces = [(t.piece, t.continuation) for t in view.tokens]
+    assert pieces[pieces.index(("日", False)) + 1] == ("", True)  # "日" is three bytes, three tokens
+    assert sum(t.continuation for t in view.tokens) == len(text.encode()) - len(text)  # the demo BPE merges none of these bytes
+    assert "\u2026" in sample_html(view)
