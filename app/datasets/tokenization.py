@@ -61,7 +61,9 @@ class TextTokenizer:
     def __post_init__(self) -> None:
         self.core.no_padding()
         self.core.no_truncation()
-        self.special_ids = {t.content: i for i, t in self.core.get_added_tokens_decoder().items() if t.special}
+        added = self.core.get_added_tokens_decoder()
+        self.added_ids = {t.content: i for i, t in added.items()}  # never split: one token each, special or not
+        self.special_ids = {t.content: i for i, t in added.items() if t.special}
 
     @classmethod
     def from_folder(cls, folder: Path) -> TextTokenizer:
@@ -173,7 +175,7 @@ class Encoded:
 def template_warnings(template: ChatTemplate, tok: TextTokenizer) -> list[str]:
     """What goes wrong with this template on this tokenizer: markers it lacks, BOS/EOS it has none of."""
     notes: list[str] = []
-    missing = [m for m in REQUIRED_MARKERS.get(template.name, ()) if m not in tok.special_ids]
+    missing = [m for m in REQUIRED_MARKERS.get(template.name, ()) if m not in tok.added_ids]
     if missing:
         notes.append(
             f"{template.label} writes {', '.join(missing)}, which this tokenizer does not have as special tokens: "
