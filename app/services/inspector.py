@@ -68,6 +68,7 @@ class SampleView:
     completions_only: bool
     packing: bool
     warnings: list[str] = field(default_factory=list)
+    cut_at: int | None = None  # when truncated: where in `text` the kept tokens end (the rest is not trained on)
 
     @property
     def trained_tokens(self) -> int:
@@ -175,6 +176,7 @@ def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = N
         source=rows.source, row=row, line=rows.lines[row], rows=len(rows.rows), format=rows.format,
         template=template.label if rows.format == "chat" else None, text=enc.text, tokens=tokens, length=enc.full_length,
         max_seq_length=token_settings.max_seq_length, truncated=enc.truncated, learnable=enc.learnable,
+        cut_at=max((b for _, b in enc.offsets), default=0) if enc.truncated else None,
         completions_only=token_settings.completions_only, packing=bool(training.get("packing", False)), warnings=rows.notes + warnings,
     )
 

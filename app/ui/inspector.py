@@ -56,9 +56,15 @@ def sample_html(view: SampleView) -> str:
         + "</div>"
     )
     warnings = "".join(f'<div class="ps-sample-warning" style="color:#b45309">\u26a0 {escape(w)}</div>' for w in view.warnings)
+    shown = escape(view.text)
+    if view.cut_at is not None:  # what max_seq_length cuts off: greyed and struck through
+        shown = escape(view.text[: view.cut_at]) + (
+            f'<span class="ps-sample-cut" title="past max_seq_length={view.max_seq_length}: not trained on" '
+            f'style="color:#94a3b8;text-decoration:line-through">{escape(view.text[view.cut_at :])}</span>'
+        )
     text = (
         '<pre class="ps-sample-text" style="white-space:pre-wrap;background:#f8fafc;border:1px solid #e2e8f0;'
-        f'padding:8px;border-radius:4px;font-size:12px">{escape(view.text)}</pre>'
+        f'padding:8px;border-radius:4px;font-size:12px">{shown}</pre>'
     )
     chips = '<div class="ps-sample-tokens" style="line-height:1.9">' + "".join(_chip(t) for t in view.tokens) + "</div>"
     return f'<div class="ps-sample">{head}{warnings}{text}{_legend()}{chips}</div>'

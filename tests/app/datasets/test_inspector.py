@@ -77,6 +77,10 @@ def test_a_cut_row_says_so_and_a_row_with_nothing_to_learn_is_marked_dropped(set
     view = inspect_sample(spec(max_seq_length=lengths[longest] - 3), longest, settings)
     assert view.truncated and len(view.tokens) == view.max_seq_length == lengths[longest] - 3 and view.length == lengths[longest]
     assert not view.tokens[-1].eos and any("cut at max_seq_length" in w for w in view.warnings)
+    assert "".join(t.piece for t in view.tokens) == view.text[: view.cut_at]  # the kept tokens end where the cut is
+    cut = re.search(r'<span class="ps-sample-cut"[^>]*>(.*?)</span>', sample_html(view), re.S)
+    assert unescape(cut.group(1)) == view.text[view.cut_at :] and view.cut_at < len(view.text)
+    assert inspect_sample(spec(), longest, settings).cut_at is None
     prompt_only = inspect_sample(spec(max_seq_length=10), 0, settings)
     assert not prompt_only.learnable and not any(t.trained for t in prompt_only.tokens)
     assert any("left out of training" in w for w in prompt_only.warnings)
