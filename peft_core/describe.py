@@ -67,4 +67,5 @@ def describe_model(model: nn.Module) -> ModelShape:
         output_heads=frozenset(output_head_names(model)),
         input_embedding=emb_name,
         tied_modules=tied,
+        extra={"head_dim": size("head_dim")},  # prefix tuning sizes its key/value prefixes per KV head
     )

@@ -67,7 +67,7 @@ class ModelShape:
     output_heads: frozenset[str] = frozenset()  # never adapted by all-linear
     input_embedding: str | None = None
     tied_modules: tuple[tuple[str, str], ...] = ()  # (input embedding, output head) sharing one weight
-    extra: dict[str, Any] = field(default_factory=dict)  # anything else a method needs, by name
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else a method needs, by name ("head_dim": prefix tuning)
 
     def module(self, name: str) -> ModuleShape | None:
         return next((m for m in self.modules if m.name == name), None)

@@ -104,6 +104,7 @@ def architecture_shape(arch: Architecture) -> ModelShape:
         output_heads=frozenset({"lm_head"}),
         input_embedding="model.embed_tokens",
         tied_modules=(("model.embed_tokens", "lm_head"),) if arch.tie_embeddings else (),
+        extra={"head_dim": arch.head_dim},  # prefix tuning sizes its key/value prefixes per KV head
     )
 
 

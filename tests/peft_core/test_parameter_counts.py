@@ -92,6 +92,28 @@ CASES: dict[str, list[Case]] = {
         Case("gpt2-default-targets", models.tiny_gpt2, {"task_type": "CAUSAL_LM"}),
         Case("mlp-linear-as-module", models.MLP, {"target_modules": ["lin0"]}),
     ],
+    "ADALORA": [
+        Case("mlp-linear-conv", models.MLP, {"target_modules": ["lin0", "conv", "head"], "init_r": 6, "target_r": 2, "total_step": 20}),
+        Case("llama-default-targets", _llama, {"task_type": "CAUSAL_LM", "total_step": 20}),
+        Case("gpt2-conv1d", models.tiny_gpt2, {"task_type": "CAUSAL_LM", "target_modules": ["c_attn", "c_fc"], "total_step": 20}),
+    ],
+    "VERA": [
+        Case("mlp-linears", models.MLP, {"target_modules": ["lin0"], "r": 4, "bias": "vera_only"}),
+        Case("llama-default-targets", _llama, {"task_type": "CAUSAL_LM", "r": 16}),
+    ],
+    "PROMPT_TUNING": [
+        Case("llama", _llama, {"task_type": "CAUSAL_LM", "num_virtual_tokens": 5}),
+        Case("bert-seq-cls-head", models.tiny_bert, {"task_type": "SEQ_CLS", "num_virtual_tokens": 3, "modules_to_save": ["classifier"]}),
+    ],
+    "PREFIX_TUNING": [
+        Case("llama-gqa", _llama, {"task_type": "CAUSAL_LM", "num_virtual_tokens": 4}),
+        Case("llama-head-dim-not-hidden-over-heads", lambda: models.tiny_llama(head_dim=16), {"task_type": "CAUSAL_LM", "num_virtual_tokens": 4}),
+        Case("gpt2-projection", models.tiny_gpt2, {"task_type": "CAUSAL_LM", "num_virtual_tokens": 3, "prefix_projection": True, "encoder_hidden_size": 8}),
+    ],
+    "P_TUNING": [
+        Case("llama-mlp", _llama, {"task_type": "CAUSAL_LM", "num_virtual_tokens": 4, "encoder_hidden_size": 8}),
+        Case("gpt2-lstm", models.tiny_gpt2, {"task_type": "CAUSAL_LM", "num_virtual_tokens": 4, "encoder_reparameterization_type": "LSTM"}),
+    ],
     "TRAINABLE_TOKENS": [
         Case("llama-tied-head", _llama, {"task_type": "CAUSAL_LM", "token_indices": [0, 3, 9]}),
         Case("llama-untied", _untied_llama, {"task_type": "CAUSAL_LM", "token_indices": [4, 5]}),

@@ -65,7 +65,7 @@ def test_architecture_shape_is_what_transformers_builds(family: str):
 
 
 def _method_cases() -> list:
-    return [pytest.param(method, family, id=f"{method}-{family}") for method in registered_methods() for family in ("llama", "qwen2")]
+    return [pytest.param(method, family, id=f"{method}-{family}") for method in registered_methods() for family in ("llama", "qwen2", "qwen3")]
 
 
 @pytest.mark.parametrize(("method", "family"), _method_cases())
