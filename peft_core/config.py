@@ -379,8 +379,8 @@ class TargetingConfig(PeftConfig):
         from .shapes import saved_whole
 
         modules = self.targeted_modules(shape)
-        if not modules:  # unknown targets, or none match: the engine would refuse, so there is no number
-            return None
+        if modules is None or (not modules and not self._allows_empty_targets()):
+            return None  # unknown targets, or none match: the engine would refuse, so there is no number
         counts = [self.module_parameter_count(m, shape) for m in modules]
         if any(c is None for c in counts):
             return None

@@ -17,12 +17,14 @@ def _module_shape(name: str, module: nn.Module) -> ModuleShape:
     own_bias = module._parameters.get("bias")
     numel = sum(p.numel() for p in module.parameters())
     bias = own_bias.numel() if own_bias is not None else 0
+    params = tuple((n, tuple(p.shape)) for n, p in module.named_parameters(recurse=False))
+    transposed = bool(getattr(module, "is_transposed", False))
     view = view_for(module)
     if view is None or view.kind not in ("linear", "conv", "embedding"):
-        return ModuleShape(name, "module", bias=bias, numel=numel)
+        return ModuleShape(name, "module", bias=bias, numel=numel, parameters=params, transposed=transposed)
     kernel = tuple(getattr(module, "kernel_size", ())) if view.kind == "conv" else ()
     groups = int(getattr(module, "groups", 1)) if view.kind == "conv" else 1
-    return ModuleShape(name, view.kind, view.in_features, view.out_features, kernel, groups, bias, numel)
+    return ModuleShape(name, view.kind, view.in_features, view.out_features, kernel, groups, bias, numel, params, transposed)
 
 
 def _name_of(model: nn.Module, target: nn.Module | None) -> str | None:

@@ -36,6 +36,8 @@ class ModuleShape:
     groups: int = 1
     bias: int = 0
     numel: int = 0
+    parameters: tuple[tuple[str, tuple[int, ...]], ...] = ()  # its own (name, shape), for LoRA's target_parameters
+    transposed: bool = False  # expert tensors stored (E, in, out): transformers' `is_transposed`
 
     @property
     def kernel_numel(self) -> int:

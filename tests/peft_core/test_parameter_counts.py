@@ -21,6 +21,8 @@ from peft_core.describe import describe_model
 from peft_core.registry import registered_methods
 from peft_core.shapes import ModelShape, select_modules
 from tests.peft_core import models
+from tests.peft_core.tuners.test_target_parameters import MOE as _MOE
+from tests.peft_core.tuners.test_target_parameters import Net
 
 torch.set_num_threads(1)
 
@@ -40,6 +42,7 @@ def _untied_llama() -> nn.Module:
     return models.tiny_llama(tie_word_embeddings=False)
 
 
+MOE = {case[0]: case[1] for case in _MOE}  # tiny mixture-of-experts models, expert weights as raw parameters
 LLAMA_ALL = {"task_type": "CAUSAL_LM", "target_modules": "all-linear"}
 
 CASES: dict[str, list[Case]] = {
@@ -55,6 +58,10 @@ CASES: dict[str, list[Case]] = {
         Case("llama-tokens-dict-untied", _untied_llama, {"task_type": "CAUSAL_LM", "trainable_token_indices": {"embed_tokens": [2, 3]}}),
         Case("gpt2-conv1d", models.tiny_gpt2, {"task_type": "CAUSAL_LM", "target_modules": ["c_attn", "c_fc"], "use_dora": True}),
         Case("bert-seq-cls-save", models.tiny_bert, {"task_type": "SEQ_CLS", "target_modules": ["query", "value"], "modules_to_save": ["classifier"]}),
+        Case("qwen3-moe-expert-parameters", MOE["qwen3_moe"],
+             {"target_parameters": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"], "r": 2, "rank_pattern": {"down_proj": 4}}),
+        Case("gpt-oss-transposed-and-modules", MOE["gpt_oss-transposed"], {"target_modules": ["q_proj"], "target_parameters": ["mlp.experts.down_proj"]}),
+        Case("custom-2d-3d-parameters-save", Net, {"target_parameters": ["alpha", "flat"], "modules_to_save": ["lin"]}),
     ],
     "LOHA": [
         Case("mlp", models.MLP, {"target_modules": ["lin0", "conv", "head"], "r": 3, "rank_pattern": {"head": 1}}),
@@ -179,6 +186,9 @@ def test_unknown_targets_give_no_number() -> None:
     shape = ModelShape(modules=(), model_type="not-a-model")
     assert peft_core.LoraConfig().trainable_parameter_count(shape) is None
     assert peft_core.TrainableTokensConfig(token_indices=[1]).trainable_parameter_count(shape) is None
+    net = describe_model(Net())
+    assert peft_core.LoraConfig(target_parameters=["alpha", "no_such_weight"]).trainable_parameter_count(net) is None  # the engine refuses it
+    assert peft_core.LoraConfig(target_modules=["no_such_module"]).trainable_parameter_count(net) is None
 
 
 def test_shape_targeting_agrees_with_the_engine() -> None:

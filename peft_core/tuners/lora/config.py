@@ -130,10 +130,13 @@ class LoraConfig(AdapterConfig):
     # ------------------------------------------------------------------ trainable-parameter count (torch-free)
 
     def trainable_parameter_count(self, shape: ModelShape) -> int | None:
-        """Adapted modules plus trainable token rows; raw-parameter targets (MoE experts) are not counted yet."""
-        if self.target_parameters or self.peft_type is not PeftType.LORA:
+        """Adapted modules, raw parameters (target_parameters) and trainable token rows."""
+        if self.peft_type is not PeftType.LORA:
             return None  # a method built on this config (AdaLoRA) has tensors of its own: it counts them itself
         count = super().trainable_parameter_count(shape)
+        if count is not None and self.target_parameters:
+            wrapped = self._parameter_count(shape)
+            count = None if wrapped is None else count + wrapped
         if count is None or not self.trainable_token_indices:
             return count
         if isinstance(self.trainable_token_indices, list):
@@ -149,6 +152,21 @@ class LoraConfig(AdapterConfig):
                 return None
             count += sum(len(ids) * width for width in rows)  # type: ignore[misc]  (a tied head shares the rows)
         return count
+
+    def _parameter_count(self, shape: ModelShape) -> int | None:
+        """LoRA on raw parameters: per (E, out, in) tensor A (r*E, in) and B (out, r*E); None if an entry matches nothing."""
+        count, used = 0, set()
+        for module in shape.modules:
+            for pname, dims in module.parameters:
+                full = f"{module.name}.{pname}" if module.name else pname
+                hits = [t for t in self.target_parameters or [] if full == t or full.endswith("." + t)]
+                if not hits or len(dims) not in (2, 3):
+                    continue
+                used.update(hits)
+                experts = dims[0] if len(dims) == 3 else 1
+                fan_in, fan_out = (dims[-2], dims[-1]) if module.transposed else (dims[-1], dims[-2])
+                count += pattern_value(self.rank_pattern, full, self.r) * experts * (fan_in + fan_out)
+        return count if used == set(self.target_parameters or []) else None
 
     def module_parameter_count(self, module: ModuleShape, shape: ModelShape) -> int | None:
         """A: r x in (x kernel), B: out x r, plus lora_bias (out) and DoRA's magnitude (one per output)."""
