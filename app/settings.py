@@ -49,6 +49,8 @@ class Settings:
     trainer: str = "worker.training:run_training"
     log_level: str = "INFO"
     hub_endpoint: str = "https://huggingface.co"  # where publishing goes (a Hub mirror or, in tests, a local fake)
+    # Folders server-path datasets must lie under (resolved); empty: any path on loopback, none otherwise (app/datasets/roots.py).
+    dataset_roots: tuple[Path, ...] = ()
 
     @property
     def jobs_dir(self) -> Path:
@@ -119,6 +121,15 @@ def _matching(pattern: str, expected: str) -> Callable[[str], str]:
     return parse
 
 
+def _folders(raw: str) -> tuple[Path, ...]:
+    """Folders separated by the OS path separator (':' on Linux) or commas, each made absolute with symlinks followed."""
+    parts = [p.strip() for p in re.split(rf"[{re.escape(os.pathsep)},]", raw) if p.strip()]
+    bad = [p for p in parts if not Path(p).expanduser().is_absolute()]
+    if bad:
+        raise ValueError(f"expected absolute folders such as /srv/datasets, got {', '.join(repr(b) for b in bad)}")
+    return tuple(Path(p).expanduser().resolve() for p in parts)
+
+
 def _log_level(raw: str) -> str:
     if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
@@ -140,6 +151,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_upload_bytes": _size,
     "trainer": _matching(r"[\w.]+:\w+$", "'package.module:function'"),
     "log_level": _log_level,
+    "dataset_roots": _folders,
     "hub_endpoint": lambda raw: _matching(r"https?://[^\s/]+", "an http(s) URL such as https://huggingface.co")(raw.strip()).rstrip("/"),
 }
 # Read elsewhere, on purpose not fields (a token or key must never sit in a Settings repr): app/secrets.py, worker/publishing.py.

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.datasets import DatasetError, Rows, detect
 from app.datasets.formats import SHAPES, check_mapping, normalise, raise_problems
 from app.datasets.hub import export_jsonl
+from app.datasets.roots import check_server_path
 from app.datasets.tables import Table, read_table
 from app.db.models import Dataset, Job
 from app.jobspec import DatasetSpec, JobSpec, JobSpecError
@@ -126,7 +127,10 @@ def import_file(
 
 
 def import_path(session: Session, path: str, *, settings: Settings | None = None, **kwargs: Any) -> Dataset:
-    """A file or dataset folder on the server (data files only; loading scripts are refused)."""
+    """A file or dataset folder on the server (data files only; loading scripts are refused), inside STUDIO_DATASET_ROOTS."""
+    if not (path or "").strip():
+        raise DatasetError("Give the path of a file or dataset folder on the server.", hint="e.g. /srv/datasets/support.jsonl")
+    check_server_path(path, settings or get_settings())
     local = Path(path).expanduser()
     if local.is_dir():
         return import_hub(session, str(local.resolve()), settings=settings, **kwargs)
@@ -143,7 +147,9 @@ def import_hub(session: Session, repo: str, *, config: str | None = None, split:
     if not repo:
         raise DatasetError("Give a Hub dataset id like 'org/name', or a local path.", hint="e.g. tatsu-lab/alpaca")
     split = (split or "train").strip()
-    local = Path(repo).is_dir()
+    local = Path(repo).expanduser().is_dir()
+    if local or repo.startswith(("/", "~", ".")):  # a folder on the server, not a Hub id: the path rule applies
+        check_server_path(repo, settings)
     label = Path(repo).name if local else repo.replace("/", "--")
     name = f"{label}{'-' + config if config else ''}-{split}.jsonl"
     scratch = settings.data_dir / "tmp"
@@ -263,3 +269,11 @@ def resolve_job_spec(session: Session, parsed: JobSpec) -> JobSpec:
         raise JobSpecError([f"dataset: {exc.message} {exc.hint or ''}".strip()]) from None
     parsed.dataset = DatasetSpec(**resolved)
     return parsed
+
+
+def check_job_path(parsed: JobSpec, settings: Settings) -> None:
+    """A job reading a file by path obeys STUDIO_DATASET_ROOTS; JobSpecError naming dataset.path otherwise."""
+    try:
+        check_server_path(parsed.dataset.path or "", settings)
+    except DatasetError as exc:
+        raise JobSpecError([f"dataset.path: {exc.message} {exc.hint or ''}".strip()]) from None

@@ -146,6 +146,10 @@ def create_job(session: Session, *, spec: dict[str, Any], settings: Settings | N
         from app.services.datasets import resolve_job_spec
 
         parsed = resolve_job_spec(session, parsed)
+    elif parsed.dataset.source in ("file", "jsonl"):  # only the STUDIO_DATASET_ROOTS rule; existence is the worker's check
+        from app.services.datasets import check_job_path
+
+        check_job_path(parsed, settings)
     method = str(parsed.method["peft_type"]).upper()
     now = utcnow()
     job = Job(

@@ -54,3 +54,14 @@ def test_get_settings_is_built_on_demand_and_cached(monkeypatch: pytest.MonkeyPa
         assert get_settings() is get_settings() and get_settings().data_dir == tmp_path
     finally:
         get_settings.cache_clear()
+
+
+def test_dataset_roots_are_absolute_folders_with_symlinks_followed(tmp_path: Path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    settings = load_settings({"STUDIO_DATASET_ROOTS": f"{tmp_path / 'link'}:/srv/data/, /srv/more"})
+    assert settings.dataset_roots == (real, Path("/srv/data"), Path("/srv/more"))
+    assert load_settings({}).dataset_roots == () and load_settings({"STUDIO_DATASET_ROOTS": " "}).dataset_roots == ()
+    with pytest.raises(SettingsError, match="STUDIO_DATASET_ROOTS: expected absolute folders such as /srv/datasets, got 'data'"):
+        load_settings({"STUDIO_DATASET_ROOTS": "/srv/ok,data"})
