@@ -74,6 +74,9 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.host:  # the bound address decides which server-path datasets are readable (app/datasets/roots.py)
+        os.environ["STUDIO_HOST"] = args.host
+        get_settings.cache_clear()
     settings = get_settings()
     upgrade(settings)
     worker = EmbeddedWorker() if args.worker else None

@@ -111,6 +111,10 @@ def _settings(settings: Settings | None) -> Settings:
 def _dataset_section(spec: dict[str, Any], settings: Settings | None) -> dict[str, Any]:
     """The spec's dataset section; a stored dataset gets its file, format and mapping from the database."""
     dataset = dict(spec.get("dataset") or {"source": "demo"})
+    if dataset.get("source") in ("file", "jsonl"):  # a path on the server: STUDIO_DATASET_ROOTS decides (app/datasets/roots.py)
+        from app.datasets.roots import check_server_path
+
+        check_server_path(dataset.get("path") or "", _settings(settings))
     if dataset.get("source") != "stored":
         return dataset
     from app.db.session import session_scope

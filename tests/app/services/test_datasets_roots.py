@@ -99,5 +99,8 @@ def test_the_api_refuses_with_422_in_words(tmp_path, studio, monkeypatch):
         job = client.post("/api/jobs", json=_file_job(outside))
         assert job.status_code == 422 and "dataset.path: The path" in job.json()["detail"]["problems"][0]
         assert client.get("/api/datasets").json() == [] and client.get("/api/jobs").json() == []
+        for route in ("sample", "lengths"):  # the sample inspector reads a `file` dataset by path too
+            shown = client.post(f"/api/inspect/{route}", json=_file_job(outside))
+            assert shown.status_code == 422 and "is outside the folders datasets may be read from" in shown.json()["detail"]["message"]
         inside = _csv(tmp_path / "allowed" / "qa.csv")
         assert client.post("/api/datasets/path", json={"path": str(inside)}).status_code == 201
