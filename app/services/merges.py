@@ -13,24 +13,20 @@ The web process imports this module: no torch, no worker package.
 
 from __future__ import annotations
 
-import logging
-from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app import broker
 from app.db.base import utcnow
 from app.db.models import Artifact, Job
 from app.services.artifact_files import describe_folder
 from app.services.artifacts import latest_artifact
 from app.services.jobs import ArtifactKind, JobStateError, JobStatus, get_job
+from app.services.row_tasks import RowTask
 from app.settings import Settings, get_settings
 from peft_core.registry import MethodSpec, registered_methods
-
-log = logging.getLogger(__name__)
 
 MERGE_TASK = "studio.merge"
 WORKER_GONE = "Its worker stopped responding during the merge; merge again."
@@ -43,6 +39,9 @@ class MergeStatus(str, Enum):
     FAILED = "failed"
 
 
+MERGE = RowTask(prefix="merge", status=MergeStatus, task=MERGE_TASK, noun="merge", worker_gone=WORKER_GONE)
+
+
 def merged_dir(settings: Settings, job_id: int) -> Path:
     """Where a run's merged model is written: next to its training files."""
     return settings.jobs_dir / str(job_id) / "merged"
@@ -50,14 +49,7 @@ def merged_dir(settings: Settings, job_id: int) -> Path:
 
 def ring_merge(job_id: int, settings: Settings | None = None) -> bool:
     """Ask a worker to merge run `job_id`; False (logged) when the broker is down (the request stays queued)."""
-    settings = settings or get_settings()
-    try:
-        broker.client(settings).send_task(MERGE_TASK, args=[job_id], queue=settings.queue, retry=True,
-                                          retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1})
-    except Exception as exc:  # the request stays in the DB; asking again sends it again
-        log.warning("merge of run %s is queued but the broker could not be reached (%s)", job_id, exc)
-        return False
-    return True
+    return MERGE.ring(job_id, settings or get_settings())
 
 
 def request_merge(session: Session, *, job_id: int, settings: Settings | None = None) -> Job:
@@ -81,12 +73,9 @@ def request_merge(session: Session, *, job_id: int, settings: Settings | None = 
             "adds to the model's input instead); use the adapter with the base model, it loads in peft and peft_core"
         )
     now = utcnow()
-    idle = (Job.merge_status.is_(None)) | Job.merge_status.in_([MergeStatus.SUCCEEDED.value, MergeStatus.FAILED.value]) | (
-        (Job.merge_status == MergeStatus.RUNNING.value) & (Job.merge_lease_expires_at < now)
-    )
     stmt = (
         update(Job)
-        .where(Job.id == job_id, idle)
+        .where(Job.id == job_id, MERGE.idle(now))
         .values(merge_status=MergeStatus.QUEUED.value, merge_message="Waiting for a worker to merge.", merge_done=0, merge_total=None,
                 merge_owner=None, merge_lease_expires_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
@@ -118,54 +107,28 @@ def method_title(job: Job) -> str:
 
 def worker_vanished(job: Job) -> bool:
     """A merge recorded as running whose worker stopped renewing its lease (it died): it may be asked again."""
-    expires = job.merge_lease_expires_at
-    return job.merge_status == MergeStatus.RUNNING.value and expires is not None and expires < utcnow()
+    return MERGE.worker_vanished(job)
 
 
 def claim_merge(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
     """Take the queued merge of run `job_id` (False: not ours: a duplicate delivery, taken, or not requested)."""
-    now = utcnow()
-    stmt = (
-        update(Job)
-        .where(Job.id == job_id, Job.merge_status == MergeStatus.QUEUED.value)
-        .values(merge_status=MergeStatus.RUNNING.value, merge_owner=owner, merge_lease_expires_at=now + timedelta(seconds=lease_seconds),
-                merge_message="Merging: starting.", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    won = session.execute(stmt).rowcount == 1
-    session.commit()
-    return won
-
-
-def _owned(job_id: int, owner: str) -> tuple:
-    return (Job.id == job_id, Job.merge_owner == owner, Job.merge_status == MergeStatus.RUNNING.value)
+    return MERGE.claim(session, job_id=job_id, owner=owner, lease_seconds=lease_seconds, message="Merging: starting.")
 
 
 def renew_merge_lease(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
-    stmt = update(Job).where(*_owned(job_id, owner)).values(merge_lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
-    session.commit()
-    return ok
+    return MERGE.renew(session, job_id=job_id, owner=owner, lease_seconds=lease_seconds)
 
 
 def record_merge_progress(session: Session, *, job_id: int, owner: str, done: int, total: int) -> bool:
     """Shards written so far, and the message a person reads while waiting."""
-    stmt = update(Job).where(*_owned(job_id, owner)).values(
-        merge_done=done, merge_total=total, merge_message=f"Merging: shard {done} of {total} written.", updated_at=utcnow())
-    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
-    session.commit()
-    return ok
+    return MERGE.write(session, job_id=job_id, owner=owner, done=done, total=total, message=f"Merging: shard {done} of {total} written.")
 
 
 def finish_merge(session: Session, *, job_id: int, owner: str, ok: bool, message: str, folder: Path | None = None) -> bool:
     """End our merge; on success the merged folder's artifact (size, sha256) is recorded in the same commit,
     so no reader sees a succeeded merge without its files. False when the merge is no longer ours."""
-    status = MergeStatus.SUCCEEDED if ok else MergeStatus.FAILED
     described = describe_folder(folder) if ok and folder is not None else None  # hashing takes a while: outside the transaction
-    stmt = update(Job).where(*_owned(job_id, owner)).values(
-        merge_status=status.value, merge_message=message, merge_owner=None, merge_lease_expires_at=None, updated_at=utcnow())
-    if session.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
-        session.rollback()
+    if not MERGE.end(session, job_id=job_id, owner=owner, ok=ok, message=message):
         return False
     if described is not None:
         size, digest = described
@@ -178,18 +141,4 @@ def reap_merges(session: Session, *, settings: Settings | None = None) -> tuple[
     """The worker's reaper, for merges: fail those whose worker died (lease expired) with a message in
     words, and ring again for those left queued past redeliver_after_seconds (a lost message).
     Returns (failed, rung); safe to run anywhere, any number of times."""
-    settings = settings or get_settings()
-    now = utcnow()
-    vanished = (Job.merge_status == MergeStatus.RUNNING.value, Job.merge_lease_expires_at < now)
-    failed = list(session.scalars(select(Job.id).where(*vanished)).all())
-    if failed:
-        session.execute(update(Job).where(Job.id.in_(failed), *vanished).values(
-            merge_status=MergeStatus.FAILED.value, merge_message=WORKER_GONE, merge_owner=None, merge_lease_expires_at=None, updated_at=now))
-    waiting = (Job.merge_status == MergeStatus.QUEUED.value, Job.updated_at < now - timedelta(seconds=settings.redeliver_after_seconds))
-    rung = list(session.scalars(select(Job.id).where(*waiting)).all())
-    if rung:
-        session.execute(update(Job).where(Job.id.in_(rung), *waiting).values(updated_at=now))
-    session.commit()
-    for job_id in rung:
-        ring_merge(job_id, settings)
-    return failed, rung
+    return MERGE.reap(session, settings=settings or get_settings())

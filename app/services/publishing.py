@@ -16,24 +16,22 @@ The web process imports this module: no torch, no worker package, no huggingface
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-from datetime import timedelta
+from collections.abc import Sequence
 from enum import Enum
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app import broker, secrets
+from app import secrets
 from app.db.base import utcnow
 from app.db.models import Artifact, Job, Secret
 from app.services.artifacts import latest_artifact
 from app.services.jobs import ArtifactKind, JobStateError, JobStatus, get_job
 from app.services.merges import MergeStatus
+from app.services.row_tasks import RowTask
 from app.settings import Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 PUBLISH_TASK = "studio.publish"
 SAVED_TOKEN = "hub_token"
@@ -48,6 +46,9 @@ class PublishStatus(str, Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+PUBLISH = RowTask(prefix="publish", status=PublishStatus, task=PUBLISH_TASK, noun="publish", worker_gone=WORKER_GONE)
 
 
 class PublishTarget(str, Enum):
@@ -145,12 +146,9 @@ def request_publish(session: Session, *, job_id: int, repo_id: str, target: str 
     if problems:
         raise PublishRequestError("cannot publish:\n" + "\n".join(f"  - {p}" for p in problems))
     now = utcnow()
-    idle = (Job.publish_status.is_(None)) | Job.publish_status.in_([PublishStatus.SUCCEEDED.value, PublishStatus.FAILED.value]) | (
-        (Job.publish_status == PublishStatus.RUNNING.value) & (Job.publish_lease_expires_at < now)
-    )
     stmt = (
         update(Job)
-        .where(Job.id == job_id, idle | (Job.publish_status == PublishStatus.QUEUED.value))
+        .where(Job.id == job_id, PUBLISH.idle(now) | (Job.publish_status == PublishStatus.QUEUED.value))
         .values(publish_status=PublishStatus.QUEUED.value, publish_message="Waiting for a worker to publish.", publish_target=target,
                 publish_repo_id=repo_id, publish_private=private, publish_url=None, publish_commit=None, publish_owner=None,
                 publish_lease_expires_at=None, updated_at=now)
@@ -171,64 +169,32 @@ def request_publish(session: Session, *, job_id: int, repo_id: str, target: str 
 
 def ring_publish(job_id: int, settings: Settings | None = None) -> bool:
     """Ask a worker to publish run `job_id`; False (logged) when the broker is down (the request stays queued)."""
-    settings = settings or get_settings()
-    try:
-        broker.client(settings).send_task(PUBLISH_TASK, args=[job_id], queue=settings.queue, retry=True,
-                                          retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1})
-    except Exception as exc:  # the request stays in the DB; asking again sends it again
-        log.warning("publish of run %s is queued but the broker could not be reached (%s)", job_id, exc)
-        return False
-    return True
+    return PUBLISH.ring(job_id, settings or get_settings())
 
 
 def worker_vanished(job: Job) -> bool:
-    expires = job.publish_lease_expires_at
-    return job.publish_status == PublishStatus.RUNNING.value and expires is not None and expires < utcnow()
+    return PUBLISH.worker_vanished(job)
 
 
 def claim_publish(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
     """Take the queued publish of run `job_id` (False: a duplicate delivery, taken, or not requested)."""
-    now = utcnow()
-    stmt = (
-        update(Job)
-        .where(Job.id == job_id, Job.publish_status == PublishStatus.QUEUED.value)
-        .values(publish_status=PublishStatus.RUNNING.value, publish_owner=owner, publish_lease_expires_at=now + timedelta(seconds=lease_seconds),
-                publish_message="Publishing: preparing the files.", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    won = session.execute(stmt).rowcount == 1
-    session.commit()
-    return won
-
-
-def _owned(job_id: int, owner: str) -> tuple:
-    return (Job.id == job_id, Job.publish_owner == owner, Job.publish_status == PublishStatus.RUNNING.value)
+    return PUBLISH.claim(session, job_id=job_id, owner=owner, lease_seconds=lease_seconds, message="Publishing: preparing the files.")
 
 
 def renew_publish_lease(session: Session, *, job_id: int, owner: str, lease_seconds: float) -> bool:
-    stmt = update(Job).where(*_owned(job_id, owner)).values(publish_lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
-    session.commit()
-    return ok
+    return PUBLISH.renew(session, job_id=job_id, owner=owner, lease_seconds=lease_seconds)
 
 
 def record_publish_progress(session: Session, *, job_id: int, owner: str, message: str) -> bool:
-    stmt = update(Job).where(*_owned(job_id, owner)).values(publish_message=message, updated_at=utcnow())
-    ok = session.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
-    session.commit()
-    return ok
+    return PUBLISH.write(session, job_id=job_id, owner=owner, message=message)
 
 
 def finish_publish(session: Session, *, job_id: int, owner: str, ok: bool, message: str, url: str | None = None,
                    commit: str | None = None) -> bool:
     """End our publish; on success the Hub push is recorded as an artifact (path = the repo URL). The one-shot
     token is deleted either way. False when the publish is no longer ours."""
-    status = PublishStatus.SUCCEEDED if ok else PublishStatus.FAILED
-    stmt = update(Job).where(*_owned(job_id, owner)).values(
-        publish_status=status.value, publish_message=message, publish_url=url if ok else None, publish_commit=commit if ok else None,
-        publish_owner=None, publish_lease_expires_at=None, updated_at=utcnow())
-    if session.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
-        session.rollback()
+    if not PUBLISH.end(session, job_id=job_id, owner=owner, ok=ok, message=message, url=url if ok else None,
+                       commit=commit if ok else None):
         return False
     session.execute(delete(Secret).where(Secret.name == one_shot_name(job_id)))
     if ok and url:
@@ -250,20 +216,8 @@ def publish_folder_of(session: Session, job: Job) -> str | None:
 def reap_publishes(session: Session, *, settings: Settings | None = None) -> tuple[list[int], list[int]]:
     """For the worker's reaper: fail publishes whose worker died (in words, one-shot token deleted), ring again
     for those left queued past redeliver_after_seconds. Returns (failed, rung)."""
-    settings = settings or get_settings()
-    now = utcnow()
-    vanished = (Job.publish_status == PublishStatus.RUNNING.value, Job.publish_lease_expires_at < now)
-    failed = list(session.scalars(select(Job.id).where(*vanished)).all())
-    if failed:
-        session.execute(update(Job).where(Job.id.in_(failed), *vanished).values(
-            publish_status=PublishStatus.FAILED.value, publish_message=WORKER_GONE, publish_owner=None, publish_lease_expires_at=None,
-            updated_at=now))
-        session.execute(delete(Secret).where(Secret.name.in_([one_shot_name(j) for j in failed])))
-    waiting = (Job.publish_status == PublishStatus.QUEUED.value, Job.updated_at < now - timedelta(seconds=settings.redeliver_after_seconds))
-    rung = list(session.scalars(select(Job.id).where(*waiting)).all())
-    if rung:
-        session.execute(update(Job).where(Job.id.in_(rung), *waiting).values(updated_at=now))
-    session.commit()
-    for job_id in rung:
-        ring_publish(job_id, settings)
-    return failed, rung
+    return PUBLISH.reap(session, settings=settings or get_settings(), on_failed=_forget_one_shot_tokens)
+
+
+def _forget_one_shot_tokens(session: Session, job_ids: Sequence[int]) -> None:
+    session.execute(delete(Secret).where(Secret.name.in_([one_shot_name(j) for j in job_ids])))
