@@ -52,6 +52,7 @@ class RunSummary:
     last_eval_loss: float | None = None
     loss_trace: list[float] = field(default_factory=list)
     seconds_per_step: float | None = None
+    kind: str = "train"  # "combine" for a combination (app.services.combining): no training, no metrics
 
     @property
     def terminal(self) -> bool:
@@ -125,6 +126,7 @@ def summarize(session: Session, job: Job, *, with_trace: bool = True) -> RunSumm
         last_eval_loss=last_eval,
         loss_trace=_loss_trace(session, job) if with_trace else [],
         seconds_per_step=_seconds_per_step(session, job.id) if job.status == JobStatus.RUNNING.value else None,
+        kind=str((job.config or {}).get("kind") or "train") if isinstance(job.config, dict) else "train",
     )
 
 

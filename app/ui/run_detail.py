@@ -1,6 +1,10 @@
 """The run page (`run?run=<id>`): live loss and learning-rate charts, progress with ETA, status in words
 with the next thing to try, the full configuration, the log tail and the artifacts with downloads.
 
+A combination (app.services.combining, config kind "combine") trains nothing: its page shows what it
+was combined from (each source run linked, with its weight) and how, instead of charts, ETA, training
+tiles and the Clone button; status, log, artifacts, merge and publish are the same as for any run.
+
 Everything shown is read from the database: the page keeps only what this browser tab has already
 drawn (the metric rows it has, the HTML it last showed) so that a gr.Timer tick fetches just the new
 metric rows and redraws only what changed. Reloading, a second browser or a restarted web process
@@ -60,7 +64,8 @@ def _new_rows(session: Any, view: View, job: Job) -> bool:
     if not fresh:
         return False
     for m in fresh:
-        view.rows.append({"step": m.step, "loss": m.loss, "eval_loss": m.eval_loss, "lr": m.lr, "tokens_per_s": m.tokens_per_s})
+        view.rows.append({"step": m.step, "loss": m.loss, "eval_loss": m.eval_loss, "lr": m.lr, "tokens_per_s": m.tokens_per_s,
+                          "padding_share": m.padding_share})
         if m.step > view.last_step:
             view.last_step, view.ids_at_last_step = m.step, set()
         view.ids_at_last_step.add(m.id)
@@ -89,8 +94,13 @@ def lr_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 # --- HTML parts ----------------------------------------------------------------------------------
 
 
+def is_combination(config: dict[str, Any] | None) -> bool:
+    return isinstance(config, dict) and config.get("kind") == "combine"
+
+
 def header_html(run: RunSummary) -> str:
-    sub = f"{run.base_model} · {run.method} · {S.STATUS_LABELS.get(run.status, run.status)} · created {fmt.ago(run.created_at)}"
+    method = f"{run.method} {S.COMBINATION_KIND.lower()}" if run.kind == "combine" else run.method
+    sub = f"{run.base_model} · {method} · {S.STATUS_LABELS.get(run.status, run.status)} · created {fmt.ago(run.created_at)}"
     return (
         f'<div class="ps-run-head"><div class="ps-run-title"><h1>#{run.id} · {escape(run.name)}</h1>{fragments.pill(run.status)}</div>'
         f'<p class="ps-page-sub">{escape(sub)}</p></div>'
@@ -105,7 +115,9 @@ def status_html(run: RunSummary) -> str:
 
 
 def progress_html(run: RunSummary) -> str:
-    if run.progress_total:
+    if run.kind == "combine":
+        steps = ""  # one quick step, no training steps to count
+    elif run.progress_total:
         steps = S.PROGRESS_STEPS.format(step=run.progress_step, total=run.progress_total)
     elif run.progress_step:
         steps = S.PROGRESS_STEP.format(step=run.progress_step)
@@ -123,15 +135,60 @@ def progress_html(run: RunSummary) -> str:
     return f'<div class="ps-progress" id="ps-progress">{fragments.progress_bar(run.fraction, run.status, " · ".join(parts))}</div>'
 
 
+def padding_text(share: float | None) -> str:
+    """'13%' of the step's token slots; '<1%' rather than a misleading 0% when some padding remains."""
+    if share is None:
+        return "—"
+    percent = share * 100
+    return "<1%" if 0 < percent < 0.5 else f"{percent:.0f}%"
+
+
 def tiles_html(run: RunSummary, rows: list[dict[str, Any]]) -> str:
     last_lr = next((r["lr"] for r in reversed(rows) if r["lr"] is not None), None)
     speed = next((r["tokens_per_s"] for r in reversed(rows) if r["tokens_per_s"] is not None), None)
-    return fragments.tiles([
+    padding = next((r["padding_share"] for r in reversed(rows) if r.get("padding_share") is not None), None)
+    four = fragments.tiles([
         (S.TILE_LOSS, fmt.loss(run.last_loss), "ps-tile-loss"),
         (S.TILE_EVAL_LOSS, fmt.loss(run.last_eval_loss), "ps-tile-eval"),
         (S.TILE_LR, fmt.lr(last_lr), ""),
         (S.TILE_SPEED, f"{speed:,.0f}" if speed else "—", ""),
     ])
+    # The padding tile carries a one-line help under its label, so it is written here rather than by fragments.tiles.
+    cell = (f'<div class="ps-tile ps-tile-padding" title="{escape(S.TILE_PADDING_HELP)}"><div class="ps-tile-value">{padding_text(padding)}</div>'
+            f'<div class="ps-tile-label">{escape(S.TILE_PADDING)}</div>'
+            f'<div class="ps-tile-help" style="font-size:11px;color:#94a3b8;margin-top:2px">{escape(S.TILE_PADDING_HELP)}</div></div>')
+    opened = '<div class="ps-tiles" style="grid-template-columns: repeat(5, minmax(0, 1fr))">'
+    return opened + four[len('<div class="ps-tiles">'):-len("</div>")] + cell + "</div>"
+
+
+def _knob_rows(spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The combination type and only the knobs it uses (density for TIES/DARE/pruning, sign for TIES, rank for SVD)."""
+    rows: list[tuple[str, Any]] = [(S.COMBINED_KNOBS["combination_type"], spec.get("combination_type"))]
+    if spec.get("density") is not None:
+        rows.append((S.COMBINED_KNOBS["density"], spec["density"]))
+    if spec.get("combination_type") in ("ties", "dare_ties"):
+        rows.append((S.COMBINED_KNOBS["majority_sign_method"], spec.get("majority_sign_method")))
+    if spec.get("combination_type") == "svd":
+        rows.append((S.COMBINED_KNOBS["svd_rank"], spec.get("svd_rank") or S.COMBINED_RANK_AUTO))
+    if str(spec.get("combination_type", "")).startswith("dare"):
+        rows.append((S.COMBINED_KNOBS["seed"], spec.get("seed")))
+    return rows
+
+
+def combined_html(config: dict[str, Any]) -> str:
+    """'Combined from': each source run (linked to its page) with its name and weight, then the type and its knobs."""
+    spec = config.get("combine") or {}
+    rows = "".join(
+        f'<tr data-source="{int(src["run_id"])}"><td><a href="run?run={int(src["run_id"])}">#{int(src["run_id"])}</a></td>'
+        f'<td>{escape(str(src.get("name", "")))}</td><td>{float(src.get("weight", 0)):g}</td></tr>'
+        for src in spec.get("sources") or []
+    )
+    head = "".join(f"<th>{escape(c)}</th>" for c in S.COMBINED_FROM_COLUMNS)
+    return (
+        f'<div class="ps-config ps-combined" id="ps-combined-from"><div class="ps-config-part"><h4>{escape(S.COMBINED_FROM)}</h4>'
+        f'<table class="ps-runs ps-sources"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+        f'<div class="ps-config-part"><h4>{escape(S.COMBINED_HOW)}</h4>{fragments.key_values(_knob_rows(spec))}</div></div>'
+    )
 
 
 def _schema_rows(schema: dict[str, Any], given: dict[str, Any], skip: set[str]) -> tuple[list[tuple[str, Any]], dict[str, str], dict[str, Any]]:
@@ -148,6 +205,12 @@ def _schema_rows(schema: dict[str, Any], given: dict[str, Any], skip: set[str]) 
 
 def config_html(config: dict[str, Any]) -> str:
     """The job's settings as three tables (model and data, method, training); defaults muted, help as tooltips."""
+    if is_combination(config):  # no data, no training settings: the base model and how it was combined
+        general = [("name", config.get("name")), ("base_model", config.get("base_model")), ("task_type", config.get("task_type"))]
+        spec = config.get("combine") or {}
+        knobs = [(k, spec.get(k)) for k in S.COMBINED_KNOBS if k in spec]
+        sections = [(S.CONFIG_MODEL_DATA, fragments.key_values(general)), (S.CONFIG_COMBINATION, fragments.key_values(knobs))]
+        return '<div class="ps-config">' + "".join(f'<div class="ps-config-part"><h4>{escape(t)}</h4>{body}</div>' for t, body in sections) + "</div>"
     dataset = config.get("dataset") or {}
     data = S.CONFIG_DATASET_DEMO if dataset.get("source") == "demo" else f"{dataset.get('path')} ({dataset.get('format', 'auto')})"
     general = [("name", config.get("name")), ("base_model", config.get("base_model")), ("task_type", config.get("task_type")), ("dataset", data)]
@@ -214,7 +277,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         progress = gr.HTML(apply_default_css=False)
         merge_box = gr.HTML(elem_id="ps-merge-box", apply_default_css=False)
         tiles = gr.HTML(elem_id="ps-run-tiles", apply_default_css=False)
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="ps-run-charts") as charts:
             with gr.Group(elem_classes=["ps-card", "ps-chart-card"]):
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", color_map=LOSS_COLORS, title=S.CHART_LOSS, height=300,
@@ -234,7 +297,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         publish_panel.build(demo, settings)  # its own events and timer; shown once the run succeeded
     timer = gr.Timer(POLL_SECONDS, active=False)
 
-    parts = [header, status, progress, tiles, loss_plot, lr_plot, config, config_json, log, artifacts, download, clone, cancel, merge_box, merge]
+    parts = [header, status, progress, tiles, charts, loss_plot, lr_plot, config, config_json, log, artifacts, download, clone, cancel, merge_box, merge]
     outputs = [view_state, picker, picker_note, pick, page, timer, *parts]
 
     def draw(view: View, session: Any) -> list[Any]:
@@ -242,17 +305,19 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         summary, job = runs.get_run(session, job_id=view.run_id)
         new_metrics = _new_rows(session, view, job)
         adapter = _adapter_link(job)
+        combination = is_combination(job.config)
         values: dict[str, Any] = {
             "header": header_html(summary),
             "status": status_html(summary),
             "progress": progress_html(summary),
-            "tiles": tiles_html(summary, view.rows),
+            "tiles": combined_html(job.config) if combination else tiles_html(summary, view.rows),
+            "charts": (combination,),
             "config": config_html(job.config),
             "config_json": json.dumps(job.config, indent=2),
             "log": job.log_tail or S.LOG_EMPTY,
             "artifacts": artifacts_html(job),
             "download": (adapter,),
-            "clone": (view.run_id,),
+            "clone": (view.run_id, combination),
             "cancel": (summary.terminal,),
             "merge_box": merge_panel.merge_html(job),
             "merge": (merge_panel.can_merge(job),),
@@ -260,6 +325,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         out: list[Any] = []
         for name in ("header", "status", "progress", "tiles"):
             out.append(_changed(view, name, values[name]))
+        out.append(_changed(view, "charts", values["charts"], gr.update(visible=not combination)))
         # Never send an empty frame: the chart fixes its series colours from the first data it gets.
         redraw = bool(view.rows) and (new_metrics or "plots" not in view.drawn)
         out.append(loss_frame(view.rows) if redraw else gr.skip())
@@ -269,7 +335,7 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         for name in ("config", "config_json", "log", "artifacts"):
             out.append(_changed(view, name, values[name]))
         out.append(_changed(view, "download", values["download"], gr.update(visible=adapter is not None, link=adapter)))
-        out.append(_changed(view, "clone", values["clone"], gr.update(link=f"new?clone={view.run_id}")))
+        out.append(_changed(view, "clone", values["clone"], gr.update(link=f"new?clone={view.run_id}", visible=not combination)))
         out.append(_changed(view, "cancel", values["cancel"], gr.update(visible=not summary.terminal)))
         out.append(_changed(view, "merge_box", values["merge_box"]))
         out.append(_changed(view, "merge", values["merge"], gr.update(visible=values["merge"][0])))

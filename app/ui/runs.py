@@ -1,4 +1,5 @@
-"""The Runs page (the studio's home): every run with status, progress, loss and a sparkline, live.
+"""The Runs page (the studio's home): every run with status, progress, loss and a sparkline, live
+(a combination shows its kind instead: it trains nothing).
 
 The table is plain HTML (escaped in app.ui.fragments) refreshed by a gr.Timer from the database.
 Row buttons raise a `select` event carrying (run id, action); Cancel and Delete go through
@@ -45,10 +46,12 @@ def _row(run: RunSummary) -> str:
     total = f" / {run.progress_total:,}" if run.progress_total else ""
     caption = f"{run.progress_step:,}{total}" if run.started_at else S.STATUS_LABELS.get(run.status, run.status)
     loss = fmt.loss(run.last_loss)
-    actions = [
-        f'<a class="ps-act" href="run?run={run.id}">{escape(S.ACTION_OPEN)}</a>',
-        f'<a class="ps-act" href="new?clone={run.id}">{escape(S.ACTION_CLONE)}</a>',
-    ]
+    actions = [f'<a class="ps-act" href="run?run={run.id}">{escape(S.ACTION_OPEN)}</a>']
+    if run.kind == "combine":  # trained nothing: its kind instead of an empty loss sparkline, and nothing to clone into a training run
+        loss_cell = f'<span class="ps-kind ps-muted">{escape(S.COMBINATION_KIND)}</span>'
+    else:
+        actions.append(f'<a class="ps-act" href="new?clone={run.id}">{escape(S.ACTION_CLONE)}</a>')
+        loss_cell = f'<div class="ps-loss"><span>{escape(loss)}</span>{fragments.sparkline(run.loss_trace)}</div>'
     if not run.terminal:
         actions.append(f'<button class="ps-act ps-act-warn" data-action="cancel" data-id="{run.id}">{escape(S.ACTION_CANCEL)}</button>')
     else:
@@ -59,7 +62,7 @@ def _row(run: RunSummary) -> str:
         f'<div class="ps-sub">{escape(run.base_model)} · {escape(run.method)}</div></td>'
         f"<td>{fragments.pill(run.status)}</td>"
         f'<td class="ps-col-progress">{fragments.progress_bar(run.fraction, run.status, caption)}</td>'
-        f'<td class="ps-col-loss"><div class="ps-loss"><span>{escape(loss)}</span>{fragments.sparkline(run.loss_trace)}</div></td>'
+        f'<td class="ps-col-loss">{loss_cell}</td>'
         f'<td title="{escape(fmt.timestamp(run.created_at))}">{escape(fmt.ago(run.created_at))}</td>'
         f"<td>{escape(fmt.duration(run.duration_seconds))}</td>"
         f'<td class="ps-actions">{"".join(actions)}</td>'
