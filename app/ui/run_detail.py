@@ -179,7 +179,7 @@ def combined_html(config: dict[str, Any]) -> str:
     """'Combined from': each source run (linked to its page) with its name and weight, then the type and its knobs."""
     spec = config.get("combine") or {}
     rows = "".join(
-        f'<tr data-source="{int(src["run_id"])}"><td><a href="run?run={int(src["run_id"])}">#{int(src["run_id"])}</a></td>'
+        f'<tr data-source="{int(src["run_id"])}"><td><a href="run?run={int(src["run_id"])}" style="color:#4f46e5">#{int(src["run_id"])}</a></td>'
         f'<td>{escape(str(src.get("name", "")))}</td><td>{float(src.get("weight", 0)):g}</td></tr>'
         for src in spec.get("sources") or []
     )
@@ -208,7 +208,7 @@ def config_html(config: dict[str, Any]) -> str:
     if is_combination(config):  # no data, no training settings: the base model and how it was combined
         general = [("name", config.get("name")), ("base_model", config.get("base_model")), ("task_type", config.get("task_type"))]
         spec = config.get("combine") or {}
-        knobs = [(k, spec.get(k)) for k in S.COMBINED_KNOBS if k in spec]
+        knobs = [(k, spec[k]) for k in S.COMBINED_KNOBS if spec.get(k) is not None]  # the knobs its type does not use are None
         sections = [(S.CONFIG_MODEL_DATA, fragments.key_values(general)), (S.CONFIG_COMBINATION, fragments.key_values(knobs))]
         return '<div class="ps-config">' + "".join(f'<div class="ps-config-part"><h4>{escape(t)}</h4>{body}</div>' for t, body in sections) + "</div>"
     dataset = config.get("dataset") or {}

@@ -44,10 +44,13 @@ element.addEventListener('click', (event) => {
 
 def _row(run: RunSummary) -> str:
     total = f" / {run.progress_total:,}" if run.progress_total else ""
-    caption = f"{run.progress_step:,}{total}" if run.started_at else S.STATUS_LABELS.get(run.status, run.status)
+    combination = run.kind == "combine"
+    counted = run.started_at and not combination  # a combination has no steps to count
+    caption = f"{run.progress_step:,}{total}" if counted else S.STATUS_LABELS.get(run.status, run.status)
+    method = f"{run.method} {S.COMBINATION_KIND.lower()}" if combination else run.method
     loss = fmt.loss(run.last_loss)
     actions = [f'<a class="ps-act" href="run?run={run.id}">{escape(S.ACTION_OPEN)}</a>']
-    if run.kind == "combine":  # trained nothing: its kind instead of an empty loss sparkline, and nothing to clone into a training run
+    if combination:  # trained nothing: its kind instead of an empty loss sparkline, and nothing to clone into a training run
         loss_cell = f'<span class="ps-kind ps-muted">{escape(S.COMBINATION_KIND)}</span>'
     else:
         actions.append(f'<a class="ps-act" href="new?clone={run.id}">{escape(S.ACTION_CLONE)}</a>')
@@ -59,7 +62,7 @@ def _row(run: RunSummary) -> str:
     return (
         f'<tr data-run="{run.id}" class="ps-run-row">'
         f'<td class="ps-run-name"><a href="run?run={run.id}">#{run.id} · {escape(run.name)}</a>'
-        f'<div class="ps-sub">{escape(run.base_model)} · {escape(run.method)}</div></td>'
+        f'<div class="ps-sub">{escape(run.base_model)} · {escape(method)}</div></td>'
         f"<td>{fragments.pill(run.status)}</td>"
         f'<td class="ps-col-progress">{fragments.progress_bar(run.fraction, run.status, caption)}</td>'
         f'<td class="ps-col-loss">{loss_cell}</td>'

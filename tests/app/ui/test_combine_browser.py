@@ -73,6 +73,14 @@ def test_combine_two_finished_runs_and_download_the_new_adapter(studio: Studio, 
     assert [(s["run_id"], s["weight"]) for s in job["config"]["combine"]["sources"]] == [(a, 0.7), (b, 0.5)]
     assert job["message"].startswith(f"Combined #{a} × 0.7, #{b} × 0.5 with svd into a rank-3 LoRA adapter")
     assert f"Combined #{a}" in page.locator("#ps-run-status").inner_text()
+    # The page fits a combination: its sources (linked, with names and weights) and knobs; no loss chart, no Clone.
+    sources = page.locator("#ps-combined-from")
+    assert [sources.locator(f'tr[data-source="{r}"] td').all_inner_texts() for r in (a, b)] == [[f"#{a}", "support", "0.7"], [f"#{b}", "billing", "0.5"]]
+    assert sources.locator(f'a[href="run?run={a}"]').count() == 1 and "rank of the result" in sources.inner_text()
+    assert not page.locator("#ps-loss-chart").is_visible() and not page.locator("#ps-lr-chart").is_visible()
+    assert not page.locator("#ps-clone").is_visible() and not page.locator(".ps-tile-loss").count()
+    assert "step" not in page.locator("#ps-progress").inner_text().lower()
+    screenshot(page, "combine-result-page")
 
     adapter = next(x for x in job["artifacts"] if x["kind"] == "adapter")
     shown = studio.api("GET", f"/api/jobs/{job_id}/artifacts/{adapter['id']}").json()["download"]
@@ -103,3 +111,12 @@ def test_combine_two_finished_runs_and_download_the_new_adapter(studio: Studio, 
         combined = model(ids).logits
         plain = AutoModelForCausalLM.from_pretrained(base_dir).eval()(ids).logits
     assert not torch.allclose(combined, plain, atol=1e-6), "the combined adapter must change the outputs"
+
+    # The Runs list shows the combination's kind, not an empty loss sparkline, and offers no Clone for it.
+    page.goto(f"{studio.url}/")
+    row = page.locator(f'#ps-runs-table tr[data-run="{job_id}"]')
+    row.wait_for()
+    assert "Combination" in row.locator(".ps-col-loss").inner_text() and not row.locator(".ps-loss").count()
+    assert not row.locator(f'a[href="new?clone={job_id}"]').count()
+    assert page.locator(f'#ps-runs-table tr[data-run="{a}"] .ps-loss svg').count() == 1
+    screenshot(page, "combine-runs-list")

@@ -23,7 +23,7 @@ def _summary(**kw) -> RunSummary:
 
 def test_the_combined_from_table_links_each_source_with_its_weight_and_the_knobs_the_type_uses():
     html = run_detail.combined_html(COMBINE_CONFIG)
-    assert '<a href="run?run=3">#3</a>' in html and '<a href="run?run=5">#5</a>' in html
+    assert '<a href="run?run=3" style="color:#4f46e5">#3</a>' in html and '<a href="run?run=5" style="color:#4f46e5">#5</a>' in html
     assert "support &lt;v2&gt;" in html and "<td>0.7</td>" in html and "<td>0.5</td>" in html
     assert "svd" in html and "rank of the result" in html and "density" not in html and "sign election" not in html
     ties = run_detail.combined_html({**COMBINE_CONFIG, "combine": {**COMBINE_CONFIG["combine"], "combination_type": "ties", "density": 0.4,
@@ -31,6 +31,7 @@ def test_the_combined_from_table_links_each_source_with_its_weight_and_the_knobs
     assert "density" in ties and "0.4" in ties and "sign election" in ties and "rank of the result" not in ties
     config = run_detail.config_html(COMBINE_CONFIG)
     assert "Combination" in config and "Training" not in config and "dataset" not in config
+    assert "svd_rank" in config and "density" not in config, "only the knobs its type uses"
 
 
 def test_the_padding_tile_shows_the_last_rows_share_with_its_help():
@@ -46,4 +47,6 @@ def test_the_runs_list_shows_a_combinations_kind_instead_of_a_loss_sparkline_and
     combo = runs._row(_summary(id=7, kind="combine", last_loss=None, loss_trace=[]))
     trained = runs._row(_summary(id=8))
     assert "Combination" in combo and "ps-loss" not in combo and "new?clone=7" not in combo and "run?run=7" in combo
+    progress = combo.split('class="ps-col-progress"')[1].split("</td>")[0]
+    assert "demo · LORA combination" in combo and "Succeeded" in progress, "its status, not a count of steps it never had"
     assert "ps-loss" in trained and "new?clone=8" in trained and "Combination" not in trained
