@@ -156,7 +156,7 @@ def tiles_html(run: RunSummary, rows: list[dict[str, Any]]) -> str:
     # The padding tile carries a one-line help under its label, so it is written here rather than by fragments.tiles.
     cell = (f'<div class="ps-tile ps-tile-padding" title="{escape(S.TILE_PADDING_HELP)}"><div class="ps-tile-value">{padding_text(padding)}</div>'
             f'<div class="ps-tile-label">{escape(S.TILE_PADDING)}</div>'
-            f'<div class="ps-tile-help" style="font-size:11px;color:#94a3b8;margin-top:2px">{escape(S.TILE_PADDING_HELP)}</div></div>')
+            f'<div class="ps-tile-help" style="font-size:11px;color:#94a3b8;margin-top:2px">{escape(S.TILE_PADDING_NOTE)}</div></div>')
     opened = '<div class="ps-tiles" style="grid-template-columns: repeat(5, minmax(0, 1fr))">'
     return opened + four[len('<div class="ps-tiles">'):-len("</div>")] + cell + "</div>"
 

@@ -38,7 +38,7 @@ def test_the_padding_tile_shows_the_last_rows_share_with_its_help():
     rows = [{"step": 1, "loss": 2.0, "eval_loss": None, "lr": 1e-3, "tokens_per_s": 900.0, "padding_share": 0.4},
             {"step": 2, "loss": 1.8, "eval_loss": None, "lr": 1e-3, "tokens_per_s": 950.0, "padding_share": 0.134}]
     html = run_detail.tiles_html(_summary(), rows)
-    assert ">13%</div><div class=\"ps-tile-label\">Padding</div>" in html and "packing lowers it" in html
+    assert ">13%</div><div class=\"ps-tile-label\">Padding</div>" in html and "training.packing lowers it</div>" in html
     assert html.count('class="ps-tile ') == 5 and html.endswith("</div></div></div>")
     assert run_detail.padding_text(None) == "—" and run_detail.padding_text(0.002) == "<1%" and run_detail.padding_text(0.0) == "0%"
 

@@ -107,6 +107,13 @@ def test_start_a_demo_run_watch_it_reload_and_download_the_adapter(studio: Studi
     metrics = studio.api("GET", f"/api/jobs/{run_id}/metrics").json()
     assert _wait_for_points(page, len([m for m in metrics if m["loss"] is not None]), timeout=10)
     assert page.locator("#ps-progress").get_by_text(f"Step {DEMO_STEPS} of {DEMO_STEPS}").count() == 1
+    # The padding tile shows the last metric row's padding share, as the API returns it.
+    last_share = next((m["padding_share"] for m in reversed(metrics) if m["padding_share"] is not None), None)
+    if not os.environ.get("PEFT_STUDIO_TEST_TRAINER"):
+        assert last_share is not None and 0 <= last_share < 1
+    from app.ui.run_detail import padding_text
+
+    assert page.locator("#ps-run-tiles .ps-tile-padding .ps-tile-value").inner_text() == padding_text(last_share)
     screenshot(page, "run-succeeded")
 
     # Download the adapter (a zip built on the fly) and load it with peft_core.
