@@ -37,6 +37,9 @@ def test_demo_job_trains_and_saves_a_peft_adapter(request, tmp_path):
         job = stack.wait_status(job_id, "succeeded", "failed", timeout=300)
         assert job.status == "succeeded", f"{job.message}\n{job.error_hint}\n{job.log_tail}"
         assert sorted(_losses(stack, job_id)) == list(range(1, 7))
+        with session_scope(stack.settings) as session:
+            shares = [r.padding_share for r in metrics.metrics_since(session, job_id=job_id) if r.loss is not None]
+        assert shares and all(s is not None and 0 <= s < 1 for s in shares), f"stored padding shares: {shares}"
         [adapter] = job.artifacts
         folder = Path(adapter.path)
         assert json.loads((folder / "adapter_config.json").read_text())["peft_type"] == "LORA"
