@@ -57,6 +57,6 @@ def test_metrics_since_a_step(client, studio):
     job_id = client.post("/api/jobs", json=SPEC).json()["id"]
     with session_scope(studio) as session:
         claim = jobs.claim_job(session, job_id=job_id, owner="w", lease_seconds=30)
-        jobs.record_metrics(session, job_id=job_id, rows=[{"step": s, "loss": 2.0 / s} for s in (1, 2, 3)], owner=claim.owner)
+        jobs.record_metrics(session, job_id=job_id, rows=[{"step": s, "loss": 2.0 / s, "padding_share": s / 8} for s in (1, 2, 3)], owner=claim.owner)
     rows = client.get(f"/api/jobs/{job_id}/metrics", params={"after_step": 1}).json()
-    assert [(r["step"], r["loss"]) for r in rows] == [(2, 1.0), (3, 2.0 / 3)]
+    assert [(r["step"], r["loss"], r["padding_share"]) for r in rows] == [(2, 1.0, 0.25), (3, 2.0 / 3, 0.375)]
