@@ -10,22 +10,19 @@ records the ending on the job row.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 from app.db.session import session_scope
 from app.services import combining
 from app.services.jobs import get_job
-from app.settings import Settings, get_settings
-from worker.child import exit_with_parent, job_folder_lock
+from app.settings import Settings
+from worker.child_process import OUTCOME_FILE, child_main, run_to_outcome
 from worker.merge_child import TOKENIZER_FILES, MergeFailed, resolve_base_dir
-from worker.outcome import EXIT_BUSY, EXIT_FAILED, EXIT_OK, write_outcome
 
 log = logging.getLogger("worker.combine_child")
 
@@ -97,36 +94,14 @@ def combine(settings: Settings, job_id: int) -> dict[str, Any]:
     return {"rank": int(peft_model.peft_config["default"].r), "bytes": sum(p.stat().st_size for p in final.rglob("*") if p.is_file())}
 
 
-def run(settings: Settings, job_id: int) -> int:
-    outcome = work_dir(settings, job_id) / "outcome.json"
-    try:
-        write_outcome(outcome, {"result": combine(settings, job_id)})
-        return EXIT_OK
-    except CombineFailed as exc:
-        write_outcome(outcome, {"message": str(exc)})
-        return EXIT_FAILED
-    except MemoryError:
-        write_outcome(outcome, {"message": "Combining ran out of memory: it loads the base model once; give the worker more memory."})
-        return EXIT_FAILED
-    except Exception as exc:
-        traceback.print_exc()
-        write_outcome(outcome, {"message": f"Combining stopped with an internal error: {type(exc).__name__}: {exc}. The combine log has the traceback."})
-        return EXIT_FAILED
+def run(settings: Settings, job_id: int, _owner: str = "") -> int:
+    return run_to_outcome(work_dir(settings, job_id) / OUTCOME_FILE, lambda: combine(settings, job_id), failed=CombineFailed,
+                          what="Combining", log_name="combine log",
+                          out_of_memory="Combining ran out of memory: it loads the base model once; give the worker more memory.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.combine_child", description=__doc__)
-    parser.add_argument("job_id", type=int)
-    parser.add_argument("owner")
-    parser.add_argument("--parent-pid", type=int)
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    exit_with_parent(args.parent_pid or os.getppid())
-    with job_folder_lock(work_dir(settings, args.job_id), timeout=settings.lease_seconds) as locked:
-        if not locked:
-            return EXIT_BUSY
-        return run(settings, args.job_id)
+    return child_main(argv, prog="python -m worker.combine_child", description=__doc__, folder=work_dir, run=run)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,20 @@ the job turns succeeded, so nobody sees a succeeded combination without its adap
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.db.models import Artifact
 from app.db.session import session_scope
 from app.services import artifacts, combining, jobs
 from app.services.jobs import ArtifactKind, JobStatus
 from app.settings import Settings
+from worker.child_process import OUTCOME_FILE, Check, start_child, watch
 from worker.combine_child import work_dir
 from worker.outcome import EXIT_FAILED, EXIT_OK, describe_exit, read_outcome
-from worker.supervisor import CANCEL_POLL_SECONDS, POLL_SECONDS, _stop
+from worker.supervisor import CANCEL_POLL_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +31,16 @@ log = logging.getLogger(__name__)
 def supervise_combine(job_id: int, owner: str, config: dict[str, Any], *, settings: Settings, stopping: threading.Event) -> None:
     """Run the claimed combination `job_id` to its end and record the ending on its row."""
     folder = work_dir(settings, job_id)
-    outcome_file = folder / "outcome.json"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        outcome_file.unlink(missing_ok=True)
-        with (folder / "combine.log").open("ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "worker.combine_child", str(job_id), owner, "--parent-pid", str(os.getpid())],
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = start_child("worker.combine_child", job_id, owner, folder, "combine.log")
     except OSError as exc:
         _end(settings, job_id, owner, JobStatus.FAILED, f"Could not start the combine process: {exc}. Check that the worker can write to {folder}.")
         return
     with session_scope(settings) as session:
         jobs.set_worker_pid(session, job_id=job_id, owner=owner, pid=proc.pid)
-    ending = _watch(proc, job_id, owner, settings, stopping)
+    checks = [Check(settings.lease_seconds / 3, lambda: _renew(job_id, owner, settings)),
+              Check(CANCEL_POLL_SECONDS, lambda: _cancelled(job_id, settings))]
+    ending = watch(proc, stopping, checks, label=f"combination {job_id}", logger=log)
     if ending == "lease lost":
         return
     if ending == "cancelled":
@@ -57,7 +49,7 @@ def supervise_combine(job_id: int, owner: str, config: dict[str, Any], *, settin
     if ending == "shutdown":
         _end(settings, job_id, owner, JobStatus.FAILED, "The worker was shut down while combining; combine again.")
         return
-    outcome = read_outcome(outcome_file)
+    outcome = read_outcome(folder / OUTCOME_FILE)
     if proc.returncode == EXIT_OK:
         rank = int((outcome.get("result") or {}).get("rank", 0))
         _succeed(settings, job_id, owner, combining.success_message(config, rank), outcome.get("result") or {})
@@ -68,35 +60,17 @@ def supervise_combine(job_id: int, owner: str, config: dict[str, Any], *, settin
         _end(settings, job_id, owner, JobStatus.FAILED, f"{reason} Combine again, on a worker with more memory if it was killed.")
 
 
-def _watch(proc: subprocess.Popen[bytes], job_id: int, owner: str, settings: Settings, stopping: threading.Event) -> str:
-    next_renew = time.monotonic() + settings.lease_seconds / 3
-    next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
-    while True:
-        try:
-            proc.wait(timeout=POLL_SECONDS)
-            return "exited"
-        except subprocess.TimeoutExpired:
-            pass
-        if stopping.is_set():
-            _stop(proc)
-            return "shutdown"
-        now = time.monotonic()
-        try:
-            if now >= next_renew:
-                next_renew = now + settings.lease_seconds / 3
-                with session_scope(settings) as session:
-                    if not jobs.renew_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds):
-                        log.warning("combination %s: lease lost; stopping it", job_id)
-                        _stop(proc)
-                        return "lease lost"
-            if now >= next_cancel_check:
-                next_cancel_check = now + CANCEL_POLL_SECONDS
-                with session_scope(settings) as session:
-                    if jobs.is_cancel_requested(session, job_id=job_id):
-                        _stop(proc)
-                        return "cancelled"
-        except SQLAlchemyError as exc:  # the lease has slack for a short outage
-            log.warning("combination %s: database unavailable (%s); retrying", job_id, exc)
+def _renew(job_id: int, owner: str, settings: Settings) -> str | None:
+    with session_scope(settings) as session:
+        if jobs.renew_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds):
+            return None
+    log.warning("combination %s: lease lost; stopping it", job_id)
+    return "lease lost"
+
+
+def _cancelled(job_id: int, settings: Settings) -> str | None:
+    with session_scope(settings) as session:
+        return "cancelled" if jobs.is_cancel_requested(session, job_id=job_id) else None
 
 
 def _succeed(settings: Settings, job_id: int, owner: str, message: str, result: dict[str, Any]) -> None:

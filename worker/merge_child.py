@@ -10,12 +10,10 @@ ended through its exit code and an outcome file; the supervisor (worker.merging)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
 from app.db.session import session_scope
@@ -23,9 +21,8 @@ from app.services import merges
 from app.services.artifact_files import manifest_path, write_manifest
 from app.services.artifacts import latest_artifact
 from app.services.jobs import ArtifactKind, get_job
-from app.settings import Settings, get_settings
-from worker.child import exit_with_parent, job_folder_lock
-from worker.outcome import EXIT_BUSY, EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, write_outcome
+from app.settings import Settings
+from worker.child_process import OUTCOME_FILE, child_main, run_to_outcome
 
 log = logging.getLogger("worker.merge_child")
 
@@ -102,37 +99,13 @@ def merge(settings: Settings, job_id: int, owner: str) -> dict[str, int]:
 
 
 def run(settings: Settings, job_id: int, owner: str) -> int:
-    outcome = merge_dir(settings, job_id) / "outcome.json"
-    try:
-        write_outcome(outcome, {"result": merge(settings, job_id, owner)})
-        return EXIT_OK
-    except LeaseLost:
-        return EXIT_LEASE_LOST
-    except MergeFailed as exc:
-        write_outcome(outcome, {"message": str(exc)})
-        return EXIT_FAILED
-    except MemoryError:
-        write_outcome(outcome, {"message": "The merge ran out of memory; give the worker more memory than one shard of the model."})
-        return EXIT_FAILED
-    except Exception as exc:
-        traceback.print_exc()
-        write_outcome(outcome, {"message": f"The merge stopped with an internal error: {type(exc).__name__}: {exc}. The merge log has the traceback."})
-        return EXIT_FAILED
+    return run_to_outcome(merge_dir(settings, job_id) / OUTCOME_FILE, lambda: merge(settings, job_id, owner), failed=MergeFailed,
+                          lease_lost=(LeaseLost,), what="The merge", log_name="merge log",
+                          out_of_memory="The merge ran out of memory; give the worker more memory than one shard of the model.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.merge_child", description=__doc__)
-    parser.add_argument("job_id", type=int)
-    parser.add_argument("owner")
-    parser.add_argument("--parent-pid", type=int)
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    exit_with_parent(args.parent_pid or os.getppid())
-    with job_folder_lock(merge_dir(settings, args.job_id), timeout=settings.lease_seconds) as locked:
-        if not locked:
-            return EXIT_BUSY
-        return run(settings, args.job_id, args.owner)
+    return child_main(argv, prog="python -m worker.merge_child", description=__doc__, folder=merge_dir, run=run)
 
 
 if __name__ == "__main__":
