@@ -206,16 +206,3 @@ def test_shape_targeting_agrees_with_the_engine() -> None:
             expected = []
         assert [m.name for m in select_modules(shape, config.target_modules, exclude=config.exclude_modules,
                                                layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)] == expected
-
-
-def test_torch_free_copies_of_layer_helpers_agree() -> None:
-    """LoKr's factorize and OFT's nearest_divisor exist once per side (config: torch-free; layer: torch); they must agree."""
-    from peft_core.tuners import lokr, oft
-    from peft_core.tuners.lokr import layer as lokr_layer
-    from peft_core.tuners.oft import layer as oft_layer
-
-    for size in range(1, 300):
-        for factor in (-1, 2, 3, 4, 8, 16):
-            assert lokr.factorize(size, factor) == lokr_layer.factorize(size, factor)
-        for target in (1, 3, 4, 7, 16, 32):
-            assert oft.nearest_divisor(size, target) == oft_layer.nearest_divisor(size, target)

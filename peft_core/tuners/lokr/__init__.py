@@ -65,8 +65,9 @@ class LoKrConfig(LycorisConfig):
 
 
 def factorize(size: int, factor: int = -1) -> tuple[int, int]:
-    """(m, n) with m * n = size, as peft_core.tuners.lokr.layer.factorize splits sizes (torch-free copy for counting;
-    tests/peft_core/test_parameter_counts.py checks both agree)."""
+    """(m, n) with m * n = size, how LoKr splits a weight side into its two Kronecker factors (here, torch-free, so the
+    parameter count and the layer share it). A factor that divides the size gives (factor, size // factor); otherwise
+    m <= n is the largest divisor up to sqrt(size) (and up to `factor` when it is positive)."""
     if factor > 0 and size % factor == 0:
         return factor, size // factor
     limit = size if factor <= 0 else factor

@@ -16,22 +16,7 @@ import math
 import torch
 
 from ..lycoris.layer import LycorisLayer, tucker
-from . import LoKrConfig
-
-
-def factorize(size: int, factor: int = -1) -> tuple[int, int]:
-    """(m, n) with m * n = size. A factor that divides the size gives (factor, size // factor); otherwise
-    m <= n is the largest divisor up to sqrt(size) (and up to `factor` when it is positive)."""
-    if factor > 0 and size % factor == 0:
-        return factor, size // factor
-    limit = size if factor <= 0 else factor
-    m = 1
-    for candidate in range(2, math.isqrt(size) + 1):
-        if candidate > limit:
-            break
-        if size % candidate == 0:
-            m = candidate
-    return m, size // m
+from . import LoKrConfig, factorize
 
 
 class LoKrLayer(LycorisLayer):

@@ -71,7 +71,8 @@ class OFTConfig(AdapterConfig):
 
 
 def nearest_divisor(n: int, target: int) -> int:
-    """The divisor of n closest to target, the smaller on a tie (as peft_core.tuners.oft.layer adjusts r and block sizes)."""
+    """The divisor of n closest to target, the smaller on a tie: how OFT moves an r or block size that does not divide
+    the input (here, torch-free, so the parameter count and the layer share it)."""
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
 
 

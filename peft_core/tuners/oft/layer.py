@@ -25,12 +25,7 @@ import torch
 import torch.nn as nn
 
 from ...layer import AdapterLayer
-from . import OFTConfig
-
-
-def nearest_divisor(n: int, target: int) -> int:
-    """The divisor of n closest to target (the smaller one on a tie)."""
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
+from . import OFTConfig, nearest_divisor
 
 
 def cayley(q: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import peft_core
-from peft_core.tuners.lokr import LoKrConfig
-from peft_core.tuners.lokr.layer import factorize
+from peft_core.tuners.lokr import LoKrConfig, factorize
 from tests.peft_core import models
 from tests.peft_core.oracle import outputs, peft
 from tests.peft_core.tuners import contract
@@ -55,6 +54,11 @@ def test_factorize():
     assert factorize(12, 4) == (4, 3)  # a dividing factor is kept as given
     assert factorize(30, 4) == (3, 10)
     assert factorize(7) == (1, 7)
+    assert factorize(4096) == (64, 64)
+    for size in range(1, 200):  # always a split of the size, the smaller side first unless a dividing factor was given
+        for factor in (-1, 2, 3, 5, 8):
+            m, n = factorize(size, factor)
+            assert m * n == size and (m <= n or factor == m)
 
 
 @pytest.mark.oracle

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import peft_core
-from peft_core.tuners.oft import OFTConfig
+from peft_core.tuners.oft import OFTConfig, nearest_divisor
 from tests.peft_core import models
 from tests.peft_core.oracle import outputs, peft
 from tests.peft_core.tuners import contract
@@ -151,3 +151,12 @@ def test_embedding_rows_keep_their_norms_and_module_dropout_is_ignored_as_in_pef
     first = emb(IDS)
     torch.manual_seed(1)
     torch.testing.assert_close(emb(IDS), first)
+
+
+def test_nearest_divisor_moves_a_size_to_the_closest_divisor_the_smaller_on_a_tie():
+    assert nearest_divisor(16, 4) == 4  # a divisor stays
+    assert nearest_divisor(12, 5) == 4  # 4 and 6 are as close: the smaller
+    assert nearest_divisor(7, 4) == 1  # 1 and 7 are as close
+    assert nearest_divisor(30, 4) == 3  # 3 and 5 are as close
+    assert nearest_divisor(768, 100) == 96
+    assert nearest_divisor(10, 64) == 10
