@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .auxiliary import ModulesToSaveWrapper
+from .delegation import Delegating
 from .errors import AdapterNotFoundError, CheckpointError, ConfigError, MergeError
 from .types import TaskType
 
@@ -78,7 +79,7 @@ def fill_from_model(config: Any, model: nn.Module) -> Any:
     return config
 
 
-class PromptLearningModel(nn.Module):
+class PromptLearningModel(Delegating):
     """Named prompt adapters over an unchanged model: one active at a time, as in peft."""
 
     def __init__(self, model: nn.Module, config: Any, adapter_name: str = "default", optional_modules_to_save: tuple[str, ...] = ()):
@@ -92,14 +93,6 @@ class PromptLearningModel(nn.Module):
         for p in model.parameters():
             p.requires_grad = False
         self.inject_adapter(config, adapter_name)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "model":
-                raise
-            return getattr(self.model, name)
 
     @property
     def active_adapters(self) -> list[str]:

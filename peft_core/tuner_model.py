@@ -19,6 +19,7 @@ import torch.nn as nn
 from .auxiliary import ModulesToSaveWrapper
 from .base_layers import ModuleView, view_for
 from .config import AdapterConfig, PeftConfig
+from .delegation import Delegating
 from .errors import AdapterNotFoundError, ConfigError, MergeError, UnsupportedLayerError
 from .layer import AdapterLayer
 from .registry import MethodSpec, spec_for_config
@@ -39,7 +40,7 @@ def adapter_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
-class TunerModel(nn.Module):
+class TunerModel(Delegating):
     def __init__(self, model: nn.Module, config: PeftConfig, adapter_name: str = "default", optional_modules_to_save: tuple[str, ...] = ()):
         super().__init__()
         self.model = model
@@ -51,14 +52,6 @@ class TunerModel(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "model":
-                raise
-            return getattr(self.model, name)
 
     @property
     def active_adapters(self) -> list[str]:
