@@ -6,6 +6,8 @@ a method other than LoRA, DoRA...). Then a weight per run, the combination type 
 uses, a name, and Start: app.services.combining stores the combination as a new job and a worker makes
 it; its page is the ordinary run page, where the new adapter is downloaded, merged or published.
 Nothing is kept in the web process: the lists are rebuilt from the database on every change.
+`combine?clone=<id>` (the run page's clone of a combination) opens it prefilled with that combination's
+runs, weights, type, knobs and a "Copy of" name.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from app.db.session import session_scope
-from app.services import combining
+from app.services import combining, jobs
 from app.services.combining import Candidate, CombineError
 from app.settings import Settings
 from app.ui import fragments
@@ -132,8 +134,33 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         link = f'<a class="ps-act" id="ps-combine-open" href="run?run={job.id}">{escape(OPEN)}</a>'
         return fragments.callout("success", STARTED.format(id=job.id), extra=link)
 
+    def preset_of(request: gr.Request | None) -> dict[str, Any] | None:
+        raw = (request.query_params.get("clone") or "").strip() if request else ""
+        if not raw.isdigit():
+            return None
+        with session_scope(settings) as session:
+            try:
+                job = jobs.get_job(session, job_id=int(raw))
+            except jobs.JobNotFound:
+                return None
+            return {**job.config["combine"], "name": f"Copy of {job.name}"[:200]} if combining.is_combine(job) else None
+
+    def on_load(request: gr.Request) -> list[Any]:
+        """The page as refresh draws it; with ?clone=<id> of a combination, its choices filled in (runs since gone are left out)."""
+        preset = preset_of(request)
+        if preset is None:
+            return [*refresh(None), *[gr.skip() for _ in preset_outputs]]
+        given = {int(src["run_id"]): float(src["weight"]) for src in preset.get("sources") or []}
+        drawn = refresh([str(i) for i in given])
+        for i, run_id in enumerate(drawn[0]["value"]):
+            drawn[3 + i]["value"] = given[int(run_id)]
+        combination = preset.get("combination_type") or "svd"
+        return [*drawn, combination, preset.get("density") or 0.5, preset.get("majority_sign_method") or "total",
+                preset.get("svd_rank") or 0, preset["name"]]
+
     page_outputs = [runs, unavailable, empty, *weights]
-    demo.load(refresh, runs, page_outputs, show_progress="hidden")
+    preset_outputs = [kind, density, sign, svd_rank, name]
+    demo.load(on_load, None, [*page_outputs, *preset_outputs], show_progress="hidden")
     runs.input(refresh, runs, page_outputs, show_progress="hidden")
     kind.change(knobs, kind, [density, sign, svd_rank], show_progress="hidden")
     start.click(on_start, [runs, kind, density, sign, svd_rank, name, *weights], result, show_progress="hidden")

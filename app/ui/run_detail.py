@@ -3,7 +3,8 @@ with the next thing to try, the full configuration, the log tail and the artifac
 
 A combination (app.services.combining, config kind "combine") trains nothing: its page shows what it
 was combined from (each source run linked, with its weight) and how, instead of charts, ETA, training
-tiles and the Clone button; status, log, artifacts, merge and publish are the same as for any run.
+tiles, and its Clone opens the Combine page prefilled; status, log, artifacts, merge and publish are
+the same as for any run.
 
 Everything shown is read from the database: the page keeps only what this browser tab has already
 drawn (the metric rows it has, the HTML it last showed) so that a gr.Timer tick fetches just the new
@@ -335,7 +336,8 @@ def build(demo: gr.Blocks, settings: Settings) -> None:
         for name in ("config", "config_json", "log", "artifacts"):
             out.append(_changed(view, name, values[name]))
         out.append(_changed(view, "download", values["download"], gr.update(visible=adapter is not None, link=adapter)))
-        out.append(_changed(view, "clone", values["clone"], gr.update(link=f"new?clone={view.run_id}", visible=not combination)))
+        clone_to = gr.update(value=S.CLONE_COMBINATION, link=f"combine?clone={view.run_id}") if combination else gr.update(link=f"new?clone={view.run_id}")
+        out.append(_changed(view, "clone", values["clone"], clone_to))
         out.append(_changed(view, "cancel", values["cancel"], gr.update(visible=not summary.terminal)))
         out.append(_changed(view, "merge_box", values["merge_box"]))
         out.append(_changed(view, "merge", values["merge"], gr.update(visible=values["merge"][0])))

@@ -4,7 +4,7 @@
 The table is plain HTML (escaped in app.ui.fragments) refreshed by a gr.Timer from the database.
 Row buttons raise a `select` event carrying (run id, action); Cancel and Delete go through
 app.services, Delete only after an in-page confirmation. Open and Clone are links to the run page
-and to the New run page with ?clone=<id>.
+and to the New run page with ?clone=<id> (a combination: the Combine page with ?clone=<id>).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _row(run: RunSummary) -> str:
     method = f"{run.method} {S.COMBINATION_KIND.lower()}" if combination else run.method
     loss = fmt.loss(run.last_loss)
     actions = [f'<a class="ps-act" href="run?run={run.id}">{escape(S.ACTION_OPEN)}</a>']
-    if combination:  # trained nothing: its kind instead of an empty loss sparkline, and nothing to clone into a training run
+    if combination:  # trained nothing: its kind instead of an empty loss sparkline; its clone is a prefilled Combine page
+        actions.append(f'<a class="ps-act" href="combine?clone={run.id}">{escape(S.ACTION_CLONE)}</a>')
         loss_cell = f'<span class="ps-kind ps-muted">{escape(S.COMBINATION_KIND)}</span>'
     else:
         actions.append(f'<a class="ps-act" href="new?clone={run.id}">{escape(S.ACTION_CLONE)}</a>')

@@ -150,6 +150,7 @@ CANCEL_RUN = "Cancel run"
 CLONE_RUN = "Clone into a new run"
 # A combination (app.services.combining) on the run page and in the Runs list.
 COMBINATION_KIND = "Combination"
+CLONE_COMBINATION = "Combine again (prefilled)"
 COMBINED_FROM = "Combined from"
 COMBINED_FROM_COLUMNS = ("Run", "Name", "Weight")
 COMBINED_HOW = "How"

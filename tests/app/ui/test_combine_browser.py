@@ -78,8 +78,8 @@ def test_combine_two_finished_runs_and_download_the_new_adapter(studio: Studio, 
     assert [sources.locator(f'tr[data-source="{r}"] td').all_inner_texts() for r in (a, b)] == [[f"#{a}", "support", "0.7"], [f"#{b}", "billing", "0.5"]]
     assert sources.locator(f'a[href="run?run={a}"]').count() == 1 and "rank of the result" in sources.inner_text()
     assert not page.locator("#ps-loss-chart").is_visible() and not page.locator("#ps-lr-chart").is_visible()
-    assert not page.locator("#ps-clone").is_visible() and not page.locator(".ps-tile-loss").count()
-    assert "step" not in page.locator("#ps-progress").inner_text().lower()
+    assert not page.locator(".ps-tile-loss").count() and "step" not in page.locator("#ps-progress").inner_text().lower()
+    assert page.locator("#ps-clone").inner_text().strip() == "Combine again (prefilled)"
     screenshot(page, "combine-result-page")
 
     adapter = next(x for x in job["artifacts"] if x["kind"] == "adapter")
@@ -112,11 +112,22 @@ def test_combine_two_finished_runs_and_download_the_new_adapter(studio: Studio, 
         plain = AutoModelForCausalLM.from_pretrained(base_dir).eval()(ids).logits
     assert not torch.allclose(combined, plain, atol=1e-6), "the combined adapter must change the outputs"
 
-    # The Runs list shows the combination's kind, not an empty loss sparkline, and offers no Clone for it.
+    # Its clone opens the Combine page with its runs, weights, type, rank and a "Copy of" name filled in.
+    page.goto(f"{studio.url}/run?run={job_id}")
+    page.locator("#ps-clone").click()
+    page.wait_for_url(f"**/combine?clone={job_id}")
+    page.locator("#ps-combine-weight-1").get_by_text(f"Weight of #{b}").wait_for()
+    assert page.locator("#ps-combine-runs input:checked").count() == 2
+    assert [page.locator(f"#ps-combine-weight-{i} input").input_value() for i in (0, 1)] == ["0.7", "0.5"]
+    assert page.locator("#ps-combine-svd-rank input").input_value() == "3"
+    assert page.locator("#ps-combine-name input, #ps-combine-name textarea").first.input_value() == "Copy of support + billing"
+    screenshot(page, "combine-cloned")
+
+    # The Runs list shows the combination's kind, not an empty loss sparkline; its Clone goes to the Combine page.
     page.goto(f"{studio.url}/")
     row = page.locator(f'#ps-runs-table tr[data-run="{job_id}"]')
     row.wait_for()
     assert "Combination" in row.locator(".ps-col-loss").inner_text() and not row.locator(".ps-loss").count()
-    assert not row.locator(f'a[href="new?clone={job_id}"]').count()
+    assert not row.locator(f'a[href="new?clone={job_id}"]').count() and row.locator(f'a[href="combine?clone={job_id}"]').count() == 1
     assert page.locator(f'#ps-runs-table tr[data-run="{a}"] .ps-loss svg').count() == 1
     screenshot(page, "combine-runs-list")

@@ -43,10 +43,10 @@ def test_the_padding_tile_shows_the_last_rows_share_with_its_help():
     assert run_detail.padding_text(None) == "—" and run_detail.padding_text(0.002) == "<1%" and run_detail.padding_text(0.0) == "0%"
 
 
-def test_the_runs_list_shows_a_combinations_kind_instead_of_a_loss_sparkline_and_no_clone():
+def test_the_runs_list_shows_a_combinations_kind_instead_of_a_loss_sparkline_and_clones_it_on_the_combine_page():
     combo = runs._row(_summary(id=7, kind="combine", last_loss=None, loss_trace=[]))
     trained = runs._row(_summary(id=8))
-    assert "Combination" in combo and "ps-loss" not in combo and "new?clone=7" not in combo and "run?run=7" in combo
+    assert "Combination" in combo and "ps-loss" not in combo and "new?clone=7" not in combo and "combine?clone=7" in combo
     progress = combo.split('class="ps-col-progress"')[1].split("</td>")[0]
     assert "demo · LORA combination" in combo and "Succeeded" in progress, "its status, not a count of steps it never had"
-    assert "ps-loss" in trained and "new?clone=8" in trained and "Combination" not in trained
+    assert "ps-loss" in trained and "new?clone=8" in trained and "Combination" not in trained and "combine?clone" not in trained
