@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from app.db.session import session_scope
 from app.settings import Settings, get_settings
 from worker.child import exit_with_parent, job_folder_lock
 from worker.outcome import EXIT_BUSY, EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, write_outcome
@@ -99,6 +101,20 @@ class Check:
 
     every: float
     probe: Callable[[], str | None]
+
+
+def lease_check(settings: Settings, renew: Callable[[Session], bool], *, lost: str, logger: logging.Logger = log) -> Check:
+    """Renew the lease every third of its length with `renew`; when it says False another worker holds the task now:
+    the ending "lease lost", logged as `lost`."""
+
+    def probe() -> str | None:
+        with session_scope(settings) as session:
+            if renew(session):
+                return None
+        logger.warning("%s", lost)
+        return "lease lost"
+
+    return Check(settings.lease_seconds / 3, probe)
 
 
 def watch(proc: subprocess.Popen[bytes], stopping: threading.Event, checks: Sequence[Check], *, label: str,

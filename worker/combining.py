@@ -20,7 +20,7 @@ from app.db.session import session_scope
 from app.services import artifacts, combining, jobs
 from app.services.jobs import ArtifactKind, JobStatus
 from app.settings import Settings
-from worker.child_process import OUTCOME_FILE, Check, start_child, watch
+from worker.child_process import OUTCOME_FILE, Check, lease_check, start_child, watch
 from worker.combine_child import work_dir
 from worker.outcome import EXIT_FAILED, EXIT_OK, describe_exit, read_outcome
 from worker.supervisor import CANCEL_POLL_SECONDS
@@ -38,7 +38,8 @@ def supervise_combine(job_id: int, owner: str, config: dict[str, Any], *, settin
         return
     with session_scope(settings) as session:
         jobs.set_worker_pid(session, job_id=job_id, owner=owner, pid=proc.pid)
-    checks = [Check(settings.lease_seconds / 3, lambda: _renew(job_id, owner, settings)),
+    checks = [lease_check(settings, lambda session: jobs.renew_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds),
+                          lost=f"combination {job_id}: lease lost; stopping it", logger=log),
               Check(CANCEL_POLL_SECONDS, lambda: _cancelled(job_id, settings))]
     ending = watch(proc, stopping, checks, label=f"combination {job_id}", logger=log)
     if ending == "lease lost":
@@ -58,14 +59,6 @@ def supervise_combine(job_id: int, owner: str, config: dict[str, Any], *, settin
     else:
         reason = describe_exit(proc.returncode).replace("training process", "combine process")
         _end(settings, job_id, owner, JobStatus.FAILED, f"{reason} Combine again, on a worker with more memory if it was killed.")
-
-
-def _renew(job_id: int, owner: str, settings: Settings) -> str | None:
-    with session_scope(settings) as session:
-        if jobs.renew_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds):
-            return None
-    log.warning("combination %s: lease lost; stopping it", job_id)
-    return "lease lost"
 
 
 def _cancelled(job_id: int, settings: Settings) -> str | None:

@@ -14,7 +14,7 @@ import threading
 from app.db.session import session_scope
 from app.services import merges
 from app.settings import Settings
-from worker.child_process import OUTCOME_FILE, Check, start_child, watch
+from worker.child_process import OUTCOME_FILE, lease_check, start_child, watch
 from worker.merge_child import merge_dir
 from worker.outcome import EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, describe_exit, read_outcome
 
@@ -29,8 +29,9 @@ def supervise_merge(job_id: int, owner: str, *, settings: Settings, stopping: th
     except OSError as exc:
         _end(settings, job_id, owner, False, f"Could not start the merge process: {exc}. Check that the worker can write to {folder}.")
         return
-    ending = watch(proc, stopping, [Check(settings.lease_seconds / 3, lambda: _renew(job_id, owner, settings))], label=f"merge of run {job_id}",
-                   logger=log)
+    renew = lease_check(settings, lambda session: merges.renew_merge_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds),
+                        lost=f"merge of run {job_id}: lease lost; stopping this merge", logger=log)
+    ending = watch(proc, stopping, [renew], label=f"merge of run {job_id}", logger=log)
     if ending == "lease lost":
         return
     if ending == "shutdown":
@@ -47,14 +48,6 @@ def supervise_merge(job_id: int, owner: str, *, settings: Settings, stopping: th
     elif proc.returncode != EXIT_LEASE_LOST:
         reason = describe_exit(proc.returncode).replace("training process", "merge process")
         _end(settings, job_id, owner, False, f"{reason} Merge again, on a worker with more memory if it was killed.")
-
-
-def _renew(job_id: int, owner: str, settings: Settings) -> str | None:
-    with session_scope(settings) as session:
-        if merges.renew_merge_lease(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds):
-            return None
-    log.warning("merge of run %s: lease lost; stopping this merge", job_id)
-    return "lease lost"
 
 
 def _end(settings: Settings, job_id: int, owner: str, ok: bool, message: str, *, ok_folder: bool = False) -> None:

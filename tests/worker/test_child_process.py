@@ -9,9 +9,10 @@ import sys
 import threading
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from worker.child_process import Check, child_main, run_to_outcome, watch
+from worker.child_process import Check, child_main, lease_check, run_to_outcome, watch
 from worker.outcome import EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, read_outcome
 
 
@@ -98,3 +99,17 @@ def test_watch_retries_a_check_after_a_database_error(caplog):
     assert watch(slow, threading.Event(), [Check(0, flaky)], label="combination 3") == "cancelled"
     assert len(calls) == 2 and slow.poll() is not None
     assert "combination 3: database unavailable" in caplog.text
+
+
+def test_lease_check_renews_in_a_session_and_ends_when_the_lease_is_someone_elses(studio, caplog):
+    answers = []
+
+    def renew(session) -> bool:
+        answers.append(session.execute(text("SELECT 1")).scalar())  # a real session on the studio's database
+        return len(answers) == 1
+
+    check = lease_check(studio, renew, lost="merge of run 5: lease lost; stopping this merge")
+    assert check.every == studio.lease_seconds / 3
+    assert check.probe() is None
+    assert check.probe() == "lease lost"
+    assert answers == [1, 1] and "merge of run 5: lease lost; stopping this merge" in caplog.text
