@@ -32,6 +32,7 @@ class CardFacts:
     train_losses: list[tuple[int, float]] = field(default_factory=list)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
     license: str | None = None
+    combination: dict[str, Any] | None = None  # a combined adapter's "combine" section: sources, weights, type
 
     @property
     def final_train_loss(self) -> float | None:
@@ -91,6 +92,19 @@ def _usage(facts: CardFacts) -> str:
     return "\n".join(lines)
 
 
+def _combination(facts: CardFacts) -> list[str]:
+    """The section of a combined adapter's card: which runs, with which weights, how (no training, no losses)."""
+    spec = facts.combination or {}
+    knobs = {k: spec[k] for k in ("density", "majority_sign_method", "svd_rank") if spec.get(k) is not None}
+    if spec.get("combination_type") not in ("ties", "dare_ties", "magnitude_prune"):
+        knobs.pop("majority_sign_method", None)
+    lines = ["## How it was made\n", f"- Base model: `{facts.base_model}`", f"- Method: {facts.method.get('peft_type', 'unknown')}",
+             f"- Combination: `{spec.get('combination_type', 'unknown')}`" + (f" ({json.dumps(knobs, sort_keys=True)})" if knobs else ""),
+             "- Combined from these studio runs (weight, run):\n"]
+    lines += [f"  - {src.get('weight', 0):g} × run #{src.get('run_id')} \"{src.get('name') or ''}\"" for src in spec.get("sources", [])]
+    return [*lines, ""]
+
+
 def model_card(facts: CardFacts) -> str:
     """README.md: YAML front matter, then what was trained, how, on what, how it went, and how to load it."""
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True).strip()
@@ -98,10 +112,19 @@ def model_card(facts: CardFacts) -> str:
     method = facts.method.get("peft_type", "PEFT")
     what = f"{method} adapter" if facts.target == "adapter" else f"model with its {method} adapter merged into the weights"
     title = facts.repo_id.split("/")[-1]
+    if facts.combination is not None:
+        return "\n".join([
+            f"---\n{meta}\n---\n",
+            f"# {title}\n",
+            f"This is a {what}, made with PEFT Studio by combining fine-tuned adapters (\"{facts.run_name}\").\n",
+            *_combination(facts),
+            "## How to load it\n",
+            _usage(facts),
+        ])
     return "\n".join([
         f"---\n{meta}\n---\n",
         f"# {title}\n",
-        f"This is a {what}, fine-tuned with [PEFT Studio](https://github.com/peft-studio) (run \"{facts.run_name}\").\n",
+        f"This is a {what}, fine-tuned with PEFT Studio (run \"{facts.run_name}\").\n",
         "## Training\n",
         f"- Base model: `{facts.base_model}`",
         f"- Method: {facts.method.get('peft_type', 'unknown')}",

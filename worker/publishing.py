@@ -44,7 +44,7 @@ def card_facts(session: Any, job: Any, repo_id: str) -> CardFacts:
     evals = [(m.step, m.eval_loss) for m in rows if m.eval_loss is not None]
     return CardFacts(repo_id=repo_id, run_name=job.name, base_model=job.base_model, method=dict(job.config.get("method") or {}),
                      dataset=dataset_text(job.config), steps=job.progress_step, target=job.publish_target or "adapter",
-                     train_losses=train, eval_losses=evals)
+                     train_losses=train, eval_losses=evals, combination=job.config.get("combine"))
 
 
 def supervise_publish(job_id: int, owner: str, *, settings: Settings) -> None:
@@ -80,7 +80,9 @@ def _run(job_id: int, owner: str, settings: Settings) -> tuple[bool, str, str | 
             return False, f"The {target} files of run {job_id} are gone from {folder or 'the data folder'}; nothing was published.", None, None
         facts = card_facts(session, job, repo_id)
         publishing.record_publish_progress(session, job_id=job_id, owner=owner, message=f"Publishing: uploading the {target} to {repo_id}.")
-    extra = {"README.md": model_card(facts).encode(), CHART_FILE: loss_chart(facts.train_losses, facts.eval_losses)}
+    extra = {"README.md": model_card(facts).encode()}
+    if facts.combination is None:  # a combined adapter was never trained: no loss to chart
+        extra[CHART_FILE] = loss_chart(facts.train_losses, facts.eval_losses)
     try:
         done = publish_folder(endpoint=settings.hub_endpoint, token=token, repo_id=repo_id, private=private, folder=Path(folder), extra=extra,
                               message=f"Publish {target} of PEFT Studio run {job_id} ({facts.run_name})")

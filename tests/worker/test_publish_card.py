@@ -56,3 +56,17 @@ def test_a_run_without_losses_still_gets_a_chart_saying_so():
     assert image.format == "PNG"
     colours = {c for _, c in image.convert("RGB").getcolors(maxcolors=100_000)}
     assert (0x1F, 0x77, 0xB4) not in colours
+
+
+def test_a_combined_adapters_card_names_its_sources_and_claims_no_training():
+    combination = {"sources": [{"run_id": 3, "name": "short answers", "weight": 0.7, "adapter": "/srv/studio/jobs/3/train/adapter"},
+                               {"run_id": 4, "name": "long answers", "weight": 0.3, "adapter": "/srv/studio/jobs/4/train/adapter"}],
+                   "combination_type": "ties", "density": 0.5, "majority_sign_method": "total", "svd_rank": None, "seed": 0}
+    combined = CardFacts(**{**FACTS.__dict__, "run_name": "blend", "steps": 0, "train_losses": [], "eval_losses": [], "combination": combination})
+    card = model_card(combined)
+    assert _meta(card)["library_name"] == "peft"
+    for fact in ("combining fine-tuned adapters", "- Combination: `ties` (", '"density": 0.5', '"majority_sign_method": "total"',
+                 '0.7 × run #3 "short answers"', '0.3 × run #4 "long answers"', 'peft_core.PeftModel.from_pretrained(base, "alice/tiny-lora")'):
+        assert fact in card, fact
+    for absent in ("## Training", "Steps:", "loss", CHART_FILE, "/srv/studio"):
+        assert absent not in card, absent
