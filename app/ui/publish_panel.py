@@ -23,8 +23,9 @@ from app.ui import fragments
 
 POLL_SECONDS = 1.0
 TITLE = "Publish to the Hugging Face Hub"
-INTRO = ("One commit to a model repo: the files, a model card (base model, method and settings, dataset, steps, losses, how to load it) "
-         "and the loss chart. Publishing again uploads only what changed.")
+INTRO = ("One commit to a model repo: the files and a model card (base model, method and settings, how it was made: the dataset, "
+         "steps, losses and loss chart of a trained run, or the runs and weights of a combination; how to load it). "
+         "Publishing again uploads only what changed.")
 TARGET_LABEL = "What to publish"
 TARGETS = {"adapter": "Adapter (small; loads on the base model)", "merged": "Merged model (needs a finished merge)"}
 REPO_LABEL = "Repo"
