@@ -186,6 +186,12 @@ def parse_job_spec(data: Any) -> JobSpec:
             problems.append(f"method: {exc}")
     dataset = _section(DatasetSpec, data.get("dataset"), "dataset", problems)
     training = _section(TrainingSettings, data.get("training"), "training", problems)
+    spec = registered_methods().get(str(method.get("peft_type", "")).upper()) if isinstance(method, dict) else None
+    if training is not None and training.packing and spec is not None and spec.config_cls.is_prompt_learning:
+        problems.append(
+            f"training.packing: {spec.title or spec.peft_type.value} prepends virtual tokens to each sequence, which every packed row "
+            "would share; turn packing off or pick a method such as LoRA"
+        )
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         problems.append("name: must be text")

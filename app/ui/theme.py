@@ -85,6 +85,7 @@ footer, .nav-holder { display: none !important; }  /* our own top bar replaces G
 .ps-bar-succeeded > div { background: #22c55e; }
 .ps-bar-failed > div { background: #ef4444; }
 .ps-bar-cancelled > div { background: #f59e0b; }
+.ps-bar-succeeded > div, .ps-bar-failed > div, .ps-bar-cancelled > div { transition: none; }  /* a finished bar is drawn whole, not grown */
 .ps-indeterminate > div { width: 30% !important; animation: ps-slide 1.4s ease-in-out infinite; }
 @keyframes ps-slide { 0% { transform: translateX(-100%); } 100% { transform: translateX(340%); } }
 .ps-sub { color: #64748b; font-size: 12px; margin-top: 3px; }

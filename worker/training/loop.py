@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from app.jobspec import JobSpec, TrainingSettings, method_config
+from app.jobspec import JobSpec, TrainingSettings
 
 from .adapter import after_optimizer_step, extra_loss, wrap_model
 from .checkpoint import list_checkpoints, load_checkpoint, prune, remove_partial, save_checkpoint
@@ -158,11 +158,7 @@ def accumulate_gradients(model: Any, data: TrainData, settings: TrainingSettings
 
 def pack_training_data(data: TrainData, job: JobSpec, model: Any, precision: Precision, log: Any) -> TrainData:
     """training.packing: the training examples packed into max_seq_length sequences (eval stays one row per sequence)."""
-    if method_config(job.method, job.task_type).is_prompt_learning:
-        raise TrainingError(
-            f"training.packing does not work with {job.method.get('peft_type')}: its virtual tokens would be shared by every packed row.",
-            hint="Turn training.packing off, or pick a method such as LoRA.",
-        )
+    # (prompt-learning methods with packing are refused with the job spec: app.jobspec.parse_job_spec)
     settings = job.training
     packed = pack(data.train, settings.max_seq_length, settings.seed)
     tokens = sum(len(e.input_ids) for e in data.train)

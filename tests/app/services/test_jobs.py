@@ -48,6 +48,17 @@ def test_create_job_rejects_a_bad_spec_with_every_problem_and_stores_nothing(ses
     assert jobs.list_jobs(session) == [] and queued_messages(studio) == []
 
 
+def test_packing_with_a_prompt_learning_method_is_refused_at_submit(session, studio):
+    """Refused before anything is queued: every packed row would share the method's virtual tokens."""
+    spec = {"base_model": "demo", "method": {"peft_type": "PROMPT_TUNING"}, "training": {"packing": True}}
+    with pytest.raises(JobSpecError) as caught:
+        jobs.create_job(session, spec=spec, settings=studio)
+    assert any(p.startswith("training.packing: ") and "prepends virtual tokens" in p for p in caught.value.problems), caught.value.problems
+    assert session.query(Job).count() == 0
+    spec["training"]["packing"] = False
+    assert jobs.create_job(session, spec=spec, settings=studio).status == "queued"
+
+
 def test_state_machine_terminal_states_have_no_way_out():
     assert {s for s in JobStatus if s.terminal} == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
     assert JobStatus.QUEUED in ALLOWED_TRANSITIONS[JobStatus.RUNNING]  # requeue after a crash

@@ -129,12 +129,12 @@ def test_packing_with_a_prompt_learning_method_is_refused_in_words(tmp_path, dat
     from peft_core.registry import registered_methods
 
     prompt_methods = [name for name, spec in registered_methods().items() if spec.config_cls.is_prompt_learning]
-    if not prompt_methods:
-        pytest.skip("no prompt-learning method is registered in this checkout")
-    spec = demo_spec(max_steps=1, packing=True)
-    spec["method"] = {"peft_type": prompt_methods[0]}
-    with pytest.raises(TrainingError, match="packing does not work with"):
-        run_training(spec, tmp_path / "w", Recorder().hooks())
+    assert prompt_methods, "prompt tuning, prefix tuning and p-tuning are registered"
+    for name in prompt_methods:
+        spec = demo_spec(max_steps=1, packing=True)
+        spec["method"] = {"peft_type": name}
+        with pytest.raises(TrainingError, match="training.packing: .* prepends virtual tokens to each sequence"):
+            run_training(spec, tmp_path / "w", Recorder().hooks())
 
 
 def test_a_packed_run_resumes_on_the_same_loss_curve(tmp_path, data_dir):
