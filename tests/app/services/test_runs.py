@@ -7,9 +7,8 @@ import zipfile
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
-from app.db.base import utcnow
 from app.db.models import Metric
 from app.services import artifacts, jobs, runs
 from app.services.jobs import ArtifactKind, JobStateError, JobStatus
@@ -52,7 +51,8 @@ def test_running_summary_has_an_eta(session, studio):
     assert jobs.get_job(session, job_id=job.id).message == "Training: step 2 of 10."
     assert summary.eta_seconds is None  # one batch of rows: too soon to tell
     # from step 1 to step 10 in 4 seconds: 4/9 s per step
-    later = utcnow() + timedelta(seconds=4)
+    first = session.scalar(select(Metric.created_at).where(Metric.job_id == job.id, Metric.step == 1))
+    later = first + timedelta(seconds=4)  # from the stored row, not the clock: a busy machine must not move the rate
     session.execute(insert(Metric), [{"job_id": job.id, "step": 10, "loss": 1.0, "created_at": later}])
     session.commit()
     summary, _ = runs.get_run(session, job_id=job.id)
