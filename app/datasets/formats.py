@@ -210,15 +210,23 @@ def check_mapping(shape: str, mapping: dict[str, str], columns: list[str], name:
 
 def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None = None) -> Rows:
     """The table's rows checked and normalised; DatasetError lists every unreadable or unusable line/row."""
+    return check_rows(table, shape, mapping)[0]
+
+
+def check_rows(table: Table, shape: str = "auto", mapping: dict[str, str] | None = None, start: int = 0,
+               stop: int | None = None) -> tuple[Rows, int]:
+    """normalise's checks over every row, keeping only rows start..stop (all when stop is None), and how many rows there are.
+
+    A table from scan_table is streamed, so checking a big file in the web process keeps no copy of it."""
     mapping = dict(mapping or {})
     detected = detect(table.columns)
     notes: list[str] = []
-    if not table.records and not table.problems:
+    if not table.size and not table.problems:
         raise DatasetError(f"The dataset {table.name} has no rows.", hint="Upload a file with one example per line or row.")
     if shape == "auto":
         if detected.shape is None or (not detected.sure and not mapping):
-            first = table.numbers[0] if table.numbers else 1
-            if not table.records and table.problems:
+            first = table.first_number or 1
+            if not table.size and table.problems:
                 raise_problems(table, [])
             raise DatasetError(
                 f"The dataset {table.name}: {table.unit} {first}: cannot tell the format: expected 'messages', 'prompt' and "
@@ -229,20 +237,25 @@ def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None 
         mapping = mapping or detected.mapping
     elif shape in NORMALISED_AS and not mapping and detected.shape == shape and detected.sure:
         mapping = detected.mapping
-    if table.records:  # JSONL lines may each lack a key: those are named per line below, unless a mapping was given
+    if table.size:  # JSONL lines may each lack a key: those are named per line below, unless a mapping was given
         check_mapping(shape, mapping, table.columns, table.name, whole_columns=table.kind in ("csv", "parquet") or bool(mapping))
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
+    count = 0
     problems = list(table.problems)
-    for number, record in zip(table.numbers, table.records):
+    for number, record in table.iter_records():
         try:
-            rows.append(normalise_record(record, shape, mapping))
-            lines.append(number)
+            row = normalise_record(record, shape, mapping)
         except _BadRow as exc:
             problems.append((number, str(exc)))
+            continue
+        if start <= count and (stop is None or count < stop):
+            rows.append(row)
+            lines.append(number)
+        count += 1
     if problems:
         raise_problems(table, problems)
-    if not rows:
+    if not count:
         raise DatasetError(f"The dataset {table.name} has no rows.", hint="Upload a file with one example per line or row.")
     used = {mapping.get(f, f) for f in fields_of(shape)}
     ignored = [c for c in table.columns if c not in used]
@@ -250,7 +263,7 @@ def normalise(table: Table, shape: str = "auto", mapping: dict[str, str] | None 
         notes.append(f"columns not used: {', '.join(ignored)}")
     if shape == "classification":
         notes.append("classification is trained as text generation: prompt = text + '\\nLabel: ', completion = the label")
-    return Rows(source=table.name, format=NORMALISED_AS[shape], rows=rows, lines=lines, detected=shape, notes=notes)
+    return Rows(source=table.name, format=NORMALISED_AS[shape], rows=rows, lines=lines, detected=shape, notes=notes), count
 
 
 def raise_problems(table: Table, problems: list[tuple[int, str]] | None = None) -> None:

@@ -4,14 +4,19 @@ Nothing here knows about training formats: that is formats.py. What is checked h
 UTF-8 text, valid JSON objects, a CSV row with as many fields as the header, cells JSON can hold (no
 bytes), and no field over MAX_FIELD_BYTES. Lines of JSONL/CSV files are counted from 1 as an editor
 shows them; JSON arrays and Parquet tables have rows counted from 1.
+
+Two ways to read, one set of checks: read_table keeps every record (the worker trains on them all);
+scan_table makes one streaming pass that keeps only the columns, the problems and the count, and
+Table.iter_records streams the records again when asked. JSONL and CSV are read line by line, Parquet
+by record batches; a JSON array is parsed whole, so .json files over MAX_JSON_BYTES are refused (use JSONL).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,8 @@ from .sniff import file_kind
 
 MAX_FIELD_BYTES = 1_000_000
 BOM = b"\xef\xbb\xbf"
+MAX_JSON_BYTES = 256 * 2**20  # a JSON array is parsed whole; bigger ones must be JSONL
+PARQUET_BATCH_ROWS = 1024
 
 
 @dataclass
@@ -35,6 +42,28 @@ class Table:
     records: list[dict[str, Any]]
     numbers: list[int]
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line/row, what is wrong)
+    path: Path | None = None  # set by scan_table: the records are not kept, iter_records reads them again
+    count: int = 0  # readable records a scan found
+    first: int | None = None  # the line/row number of the first readable record a scan found
+
+    @property
+    def size(self) -> int:
+        """How many readable records the file has."""
+        return self.count if self.path is not None else len(self.records)
+
+    @property
+    def first_number(self) -> int | None:
+        if self.path is not None:
+            return self.first
+        return self.numbers[0] if self.numbers else None
+
+    def iter_records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line/row number, record) of every readable record: kept ones, or streamed from the file again."""
+        if self.path is None:
+            yield from zip(self.numbers, self.records)
+            return
+        again = Table(self.name, self.kind, self.unit, [], [], [])
+        yield from READERS[self.kind](self.path, again)
 
 
 def _check_cell(column: str, value: Any) -> str | None:
@@ -56,22 +85,25 @@ def _check_cell(column: str, value: Any) -> str | None:
     return None
 
 
-def _add(table: Table, number: int, record: Any) -> None:
+def _usable(table: Table, number: int, record: Any) -> bool:
+    """Whether a record can be used; a problem is noted and its columns added to the table's otherwise."""
     if not isinstance(record, dict):
         table.problems.append((number, f"expected a JSON object, got {type(record).__name__}"))
-        return
+        return False
     for column, value in record.items():
         if (why := _check_cell(column, value)) is not None:
             table.problems.append((number, why))
-            return
+            return False
     for column in record:
         if column not in table.columns:
             table.columns.append(column)
-    table.records.append(record)
-    table.numbers.append(number)
+    return True
 
 
-def _read_jsonl(path: Path, table: Table) -> None:
+Records = Iterator[tuple[int, dict[str, Any]]]
+
+
+def _read_jsonl(path: Path, table: Table) -> Records:
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             raw = raw.removeprefix(BOM) if number == 1 else raw
@@ -82,25 +114,38 @@ def _read_jsonl(path: Path, table: Table) -> None:
             except _BadLine as exc:
                 table.problems.append((number, str(exc)))
                 continue
-            _add(table, number, record)
+            if _usable(table, number, record):
+                yield number, record
+
+
+def _check_utf8(path: Path, name: str) -> None:
+    """DatasetError naming the line with the first byte that is not UTF-8; read line by line, nothing kept."""
+    with path.open("rb") as fh:
+        for line, data in enumerate(fh, start=1):
+            data = data.removeprefix(BOM) if line == 1 else data
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:  # a character never spans a newline, so a line decodes as the whole would
+                raise DatasetError(
+                    f"The dataset file {name} is not UTF-8 text: line {line}, column {exc.start + 1} has the byte 0x{data[exc.start]:02x}.",
+                    hint="Save the file as UTF-8 (e.g. 'Save as… → UTF-8' in a spreadsheet or editor) and upload it again.",
+                    problems=[f"line {line}: not UTF-8 text"],
+                ) from None
 
 
 def _text(path: Path, name: str) -> str:
-    """The whole file as text, or DatasetError naming the line with the first byte that is not UTF-8."""
-    data = path.read_bytes().removeprefix(BOM)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    """The whole file as text (JSON arrays only, at most MAX_JSON_BYTES), or DatasetError naming a byte that is not UTF-8."""
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
         raise DatasetError(
-            f"The dataset file {name} is not UTF-8 text: line {line}, column {column} has the byte 0x{data[exc.start]:02x}.",
-            hint="Save the file as UTF-8 (e.g. 'Save as… → UTF-8' in a spreadsheet or editor) and upload it again.",
-            problems=[f"line {line}: not UTF-8 text"],
-        ) from None
+            f"The dataset file {name} is a {size / 2**20:.0f} MiB JSON array; a .json file may be at most {MAX_JSON_BYTES // 2**20} MiB.",
+            hint="Save it as JSONL (one object per line, named .jsonl): JSONL, CSV and Parquet files are read a piece at a time.",
+        )
+    _check_utf8(path, name)
+    return path.read_bytes().removeprefix(BOM).decode("utf-8")
 
 
-def _read_json(path: Path, table: Table) -> None:
+def _read_json(path: Path, table: Table) -> Records:
     text = _text(path, table.name)
     try:
         data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not allowed in JSON data")))
@@ -121,13 +166,18 @@ def _read_json(path: Path, table: Table) -> None:
             hint='Write the rows as an array: [{"prompt": "...", "completion": "..."}, ...], or one object per line as .jsonl.',
         )
     for number, record in enumerate(data, start=1):
-        _add(table, number, record)
+        if _usable(table, number, record):
+            yield number, record
 
 
-def _read_csv(path: Path, table: Table) -> None:
-    text = _text(path, table.name)
+def _read_csv(path: Path, table: Table) -> Records:
+    _check_utf8(path, table.name)  # first, whole: a bad byte is named before any CSV problem, as when the text was read at once
     csv.field_size_limit(max(MAX_FIELD_BYTES * 4, csv.field_size_limit()))
-    reader = csv.reader(io.StringIO(text, newline=""))
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        yield from _csv_records(csv.reader(fh), table)
+
+
+def _csv_records(reader: Any, table: Table) -> Records:
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -154,19 +204,35 @@ def _read_csv(path: Path, table: Table) -> None:
         if len(cells) != len(header):
             table.problems.append((line, f"has {len(cells)} fields; the header has {len(header)}"))
             continue
-        _add(table, line, dict(zip(header, cells)))
+        record = dict(zip(header, cells))
+        if _usable(table, line, record):
+            yield line, record
 
 
-def _read_parquet(path: Path, table: Table) -> None:
+def _read_parquet(path: Path, table: Table) -> Records:
     import pyarrow.parquet as pq
 
+    def unreadable(exc: Exception) -> DatasetError:
+        return DatasetError(f"The dataset file {table.name} is not a readable Parquet file ({exc}).", hint="Export it again as Parquet.")
+
     try:
-        data = pq.read_table(path)
+        data = pq.ParquetFile(path)
+        table.columns = list(data.schema_arrow.names)
+        batches = data.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-        raise DatasetError(f"The dataset file {table.name} is not a readable Parquet file ({exc}).", hint="Export it again as Parquet.") from None
-    table.columns = list(data.column_names)
-    for number, record in enumerate(data.to_pylist(), start=1):
-        _add(table, number, record)
+        raise unreadable(exc) from None
+    number = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:  # noqa: BLE001
+            raise unreadable(exc) from None
+        if batch is None:
+            return
+        for record in batch.to_pylist():
+            number += 1
+            if _usable(table, number, record):
+                yield number, record
 
 
 READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet}
@@ -177,8 +243,21 @@ def read_table(path: Path, name: str | None = None, max_bytes: int | None = None
     name = name or str(path)
     kind = file_kind(path, name, max_bytes)
     table = Table(name=name, kind=kind, unit="line" if kind in ("jsonl", "csv") else "row", columns=[], records=[], numbers=[])
-    READERS[kind](path, table)
+    for number, record in READERS[kind](path, table):
+        table.records.append(record)
+        table.numbers.append(number)
     return table
 
 
-__all__ = ["MAX_FIELD_BYTES", "MAX_LINE_BYTES", "Table", "read_table"]
+def scan_table(path: Path, name: str | None = None, max_bytes: int | None = None) -> Table:
+    """read_table's checks in one streaming pass that keeps no record: columns, problems, count; iter_records streams them."""
+    name = name or str(path)
+    kind = file_kind(path, name, max_bytes)
+    table = Table(name=name, kind=kind, unit="line" if kind in ("jsonl", "csv") else "row", columns=[], records=[], numbers=[], path=path)
+    for number, _ in READERS[kind](path, table):
+        table.first = number if table.first is None else table.first
+        table.count += 1
+    return table
+
+
+__all__ = ["MAX_FIELD_BYTES", "MAX_JSON_BYTES", "MAX_LINE_BYTES", "Table", "read_table", "scan_table"]

@@ -5,6 +5,9 @@ trainer will), then copied under <data_dir>/datasets/<sha256[:16]>/ and recorded
 The same content brought twice is the same record. On any failure the temporary copy is removed and no
 row is written, so nothing half-imported is left. The stored file is the original bytes (or, for a Hub
 dataset, its rows as JSONL): changing the column mapping later re-reads it, no conversion is redone.
+
+The web process never holds a whole file: checking streams it (app.datasets.tables.scan_table), a preview
+page streams to that page, and only a small summary (columns, row count) per file version is cached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.datasets import DatasetError, Rows, detect
-from app.datasets.formats import SHAPES, check_mapping, normalise, raise_problems
+from app.datasets.formats import SHAPES, check_mapping, check_rows, normalise, raise_problems
 from app.datasets.hub import export_jsonl
 from app.datasets.roots import check_server_path
-from app.datasets.tables import Table, read_table
+from app.datasets.tables import Table, read_table, scan_table
 from app.db.models import Dataset, Job
 from app.jobspec import DatasetSpec, JobSpec, JobSpecError
 from app.settings import Settings, get_settings
@@ -71,22 +75,23 @@ def _safe_name(name: str) -> str:
     return stem or "data"
 
 
-def _check(table: Table, shape: str, mapping: dict[str, str] | None) -> tuple[Rows | None, str | None, dict[str, str] | None]:
-    """Rows for the detected (or given) shape; (None, guess, guess mapping) when only a person can decide."""
+def _check(table: Table, shape: str, mapping: dict[str, str] | None) -> tuple[tuple[Rows, int] | None, str | None, dict[str, str] | None]:
+    """(Rows kept empty, row count) for the detected (or given) shape; (None, guess, guess mapping) when only a person can decide."""
     found = detect(table.columns)
     if shape == "auto" and not mapping and not found.sure:
         if table.problems:  # a broken file stays broken whatever the mapping
             raise_problems(table)
-        if not table.records:
+        if not table.size:
             normalise(table)  # says the file has no rows
         if found.shape is not None:
             try:
-                return normalise(table, found.shape, found.mapping), found.shape, found.mapping
+                return check_rows(table, found.shape, found.mapping, stop=0), found.shape, found.mapping
             except DatasetError:
                 pass
         return None, found.shape, found.mapping or None
-    rows = normalise(table, shape, mapping)
-    return rows, rows.detected, mapping or (found.mapping if found.sure and found.shape == rows.detected else None)
+    checked = check_rows(table, shape, mapping, stop=0)
+    detected = checked[0].detected
+    return checked, detected, mapping or (found.mapping if found.sure and found.shape == detected else None)
 
 
 def import_file(
@@ -96,8 +101,8 @@ def import_file(
     """Check a file and store it once; DatasetError (naming the file and the lines/rows) leaves nothing behind."""
     settings = settings or get_settings()
     file = Path(file)
-    table = read_table(file, name, settings.max_upload_bytes)
-    rows, detected, used_mapping = _check(table, shape, mapping)
+    table = scan_table(file, name, settings.max_upload_bytes)
+    checked, detected, used_mapping = _check(table, shape, mapping)
     sha = _sha256(file)
     existing = session.scalar(select(Dataset).where(Dataset.sha256 == sha))
     if existing is not None:
@@ -112,8 +117,8 @@ def import_file(
         shutil.copyfile(file, tmp)
         tmp.replace(target)
         record = Dataset(
-            name=Path(name).name[:200], source=source, origin=origin or name, path=str(target), rows=len(rows.rows) if rows else len(table.records),
-            columns=list(table.columns), size_bytes=file.stat().st_size, sha256=sha, format=rows.format if rows else "",
+            name=Path(name).name[:200], source=source, origin=origin or name, path=str(target), rows=checked[1] if checked else table.size,
+            columns=list(table.columns), size_bytes=file.stat().st_size, sha256=sha, format=checked[0].format if checked else "",
             detected=detected, mapping=used_mapping,
         )
         session.add(record)
@@ -172,19 +177,19 @@ def get_dataset(session: Session, dataset_id: int) -> Dataset:
     return record
 
 
-@lru_cache(maxsize=8)
-def _table(path: str, _mtime: float, _size: int) -> Table:
-    return read_table(Path(path))
+@lru_cache(maxsize=32)
+def _scan(path: str, _mtime: float, _size: int) -> Table:
+    return scan_table(Path(path))  # keeps columns, problems and the count, never the records
 
 
 def table_of(record: Dataset) -> Table:
-    """The stored file's raw rows (cached while the file is unchanged)."""
+    """The stored file's summary (cached while the file is unchanged); its records stream from the file on demand."""
     path = Path(record.path)
     if not path.is_file():
         raise DatasetError(f"The stored file of dataset {record.name} is missing ({path}).", hint="Delete the dataset and bring it in again.")
     stat = path.stat()
-    table = _table(str(path), stat.st_mtime, stat.st_size)
-    return Table(record.name, table.kind, table.unit, table.columns, table.records, table.numbers, table.problems)
+    table = _scan(str(path), stat.st_mtime, stat.st_size)
+    return Table(record.name, table.kind, table.unit, table.columns, [], [], table.problems, path=path, count=table.count, first=table.first)
 
 
 def _cell(value: Any) -> str:
@@ -200,16 +205,22 @@ def preview(session: Session, dataset_id: int, *, page: int = 1, page_size: int 
     record = get_dataset(session, dataset_id)
     table = table_of(record)
     page_size = max(1, min(int(page_size), 200))
-    total = len(table.records)
+    total = table.size
     page = max(1, min(int(page), max(1, -(-total // page_size))))
-    chunk = table.records[(page - 1) * page_size: page * page_size]
+    chunk = [r for _, r in islice(table.iter_records(), (page - 1) * page_size, page * page_size)]
     return Preview(list(table.columns), [[_cell(r.get(c)) for c in table.columns] for r in chunk], page, page_size, total)
 
 
 def rows_of(record: Dataset, shape: str | None = None, mapping: dict[str, str] | None = None) -> Rows:
-    """The stored dataset normalised with its (or the given) format and mapping, as the trainer will read it."""
+    """The stored dataset normalised with its (or the given) format and mapping, as the trainer will read it (every row kept)."""
+    shape, path = shape or record.detected or "auto", table_of(record).path  # table_of: the missing-file message
+    return normalise(read_table(Path(path or record.path), record.name), shape, record.mapping if mapping is None else mapping)
+
+
+def check_stored(record: Dataset, shape: str | None = None, mapping: dict[str, str] | None = None) -> tuple[Rows, int]:
+    """rows_of's checks in one streaming pass, keeping no row: (Rows without rows, how many rows there are)."""
     shape = shape or record.detected or "auto"
-    return normalise(table_of(record), shape, record.mapping if mapping is None else mapping)
+    return check_rows(table_of(record), shape, record.mapping if mapping is None else mapping, stop=0)
 
 
 def update_mapping(session: Session, dataset_id: int, *, shape: str, mapping: dict[str, str]) -> Dataset:
@@ -218,8 +229,8 @@ def update_mapping(session: Session, dataset_id: int, *, shape: str, mapping: di
     if shape not in SHAPES:
         raise DatasetError(f"{shape!r} is not a dataset format.", hint=f"Pick one of {', '.join(SHAPES)}.")
     mapping = {k: v for k, v in (mapping or {}).items() if v}
-    rows = rows_of(record, shape, mapping)
-    record.detected, record.mapping, record.format, record.rows = shape, mapping, rows.format, len(rows.rows)
+    rows, count = check_stored(record, shape, mapping)
+    record.detected, record.mapping, record.format, record.rows = shape, mapping, rows.format, count
     session.commit()
     return record
 
@@ -254,7 +265,7 @@ def resolve_spec(session: Session, dataset: dict[str, Any]) -> dict[str, Any]:
         raise DatasetError(f"The format of dataset {record.name} is not known yet.", hint="Pick its format and map its columns on the Datasets page.")
     check_mapping(shape, mapping or {}, list(record.columns or []), record.name)
     if shape != record.detected or (mapping or None) != (record.mapping or None):
-        rows_of(record, shape, mapping or {})  # not the checked combination: read every row with it now
+        check_stored(record, shape, mapping or {})  # not the checked combination: read every row with it now
     return {**dataset, "path": record.path, "format": shape, "mapping": mapping or None}
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from app import datasets
 from app.datasets import DatasetError, Rows
+from app.datasets.load import read_rows_window
 from app.datasets.templates import resolve_template
 from app.datasets.tokenization import (
     IGNORE_INDEX,
@@ -128,18 +128,20 @@ def _dataset_section(spec: dict[str, Any], settings: Settings | None) -> dict[st
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_rows(source: str, path: str | None, fmt: str, mapping: str, _stamp: tuple[float, int]) -> Rows:
-    return datasets.read_rows(source, path, fmt, json.loads(mapping) or None)
+def _cached_rows(source: str, path: str | None, fmt: str, mapping: str, start: int, stop: int, _stamp: tuple[float, int]) -> tuple[Rows, int]:
+    return read_rows_window(source, path, fmt, json.loads(mapping) or None, start, stop)
 
 
-def _read(spec: dict[str, Any], settings: Settings | None) -> Rows:
-    """The normalised rows (cached while the file is unchanged: showing row after row reads it once)."""
+def _read(spec: dict[str, Any], settings: Settings | None, start: int = 0, stop: int = MAX_REPORT_ROWS) -> tuple[Rows, int]:
+    """Rows start..stop of the checked dataset, and how many it has (every row is checked, streaming; only the window is kept).
+
+    Cached while the file is unchanged: showing row after row of the first MAX_REPORT_ROWS reads it once."""
     dataset = _dataset_section(spec, settings)
     source, path = dataset.get("source", "demo"), dataset.get("path")
     file = Path(path) if source != "demo" and path else None
     stamp = (file.stat().st_mtime, file.stat().st_size) if file is not None and file.is_file() else (0.0, 0)
     mapping = json.dumps(dataset.get("mapping") or {}, sort_keys=True)
-    return _cached_rows(source, path, dataset.get("format") or "auto", mapping, stamp)
+    return _cached_rows(source, path, dataset.get("format") or "auto", mapping, start, stop, stamp)
 
 
 def _tokenizer(spec: dict[str, Any], settings: Settings | None) -> TextTokenizer:
@@ -156,17 +158,19 @@ def _token_settings(spec: dict[str, Any]) -> TokenSettings:
 
 def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = None) -> SampleView:
     """Row `row` (0-based) of the spec's dataset, rendered and tokenized as the trainer will."""
-    rows = _read(spec, settings)
-    if not 0 <= row < len(rows.rows):
-        raise DatasetError(f"Row {row + 1} does not exist: {rows.source} has {len(rows.rows)} rows.", hint=f"Pick a row from 1 to {len(rows.rows)}.")
+    start = 0 if row < MAX_REPORT_ROWS else row  # past the report's rows: stream to that one row only
+    rows, total = _read(spec, settings, start, MAX_REPORT_ROWS if start == 0 else row + 1)
+    if not 0 <= row < total:
+        raise DatasetError(f"Row {row + 1} does not exist: {rows.source} has {total} rows.", hint=f"Pick a row from 1 to {total}.")
+    at = row - start
     tok = _tokenizer(spec, settings)
     token_settings = _token_settings(spec)
     template = resolve_template(token_settings.template, tok.chat_template)
     try:
-        enc = encode_row(rows.rows[row], rows.format, tok, template, token_settings)
+        enc = encode_row(rows.rows[at], rows.format, tok, template, token_settings)
     except TemplateError as exc:  # a template that refuses the conversation (raise_exception, ...)
         raise DatasetError(
-            f"{rows.source}, line {rows.lines[row]}: {template.label} rejected this conversation: {exc}",
+            f"{rows.source}, line {rows.lines[at]}: {template.label} rejected this conversation: {exc}",
             hint="Reorder the messages as that template expects, or choose another dataset.template.",
         ) from exc
     tokens = _token_views(enc, tok)
@@ -177,7 +181,7 @@ def inspect_sample(spec: dict[str, Any], row: int, settings: Settings | None = N
         warnings.append("after the cut no token of this row is trained: it is left out of training")
     training = spec.get("training") or {}
     return SampleView(
-        source=rows.source, row=row, line=rows.lines[row], rows=len(rows.rows), format=rows.format,
+        source=rows.source, row=row, line=rows.lines[at], rows=total, format=rows.format,
         template=template.label if rows.format == "chat" else None, text=enc.text, tokens=tokens, length=enc.full_length,
         max_seq_length=token_settings.max_seq_length, truncated=enc.truncated, learnable=enc.learnable,
         cut_at=max((b for _, b in enc.offsets), default=0) if enc.truncated else None,
@@ -218,7 +222,7 @@ def length_report(spec: dict[str, Any], settings: Settings | None = None) -> Len
 
     Remembered while the rows (file version) and the tokenizer are the ones it was made from, so showing row
     after row does not tokenize the whole dataset again."""
-    rows = _read(spec, settings)
+    rows, total = _read(spec, settings)
     tok = _tokenizer(spec, settings)
     token_settings = _token_settings(spec)
     training = spec.get("training") or {}
@@ -227,21 +231,21 @@ def length_report(spec: dict[str, Any], settings: Settings | None = None) -> Len
     key = (id(rows), id(tok), token_settings, packing, seed)
     if key in _REPORTS and _REPORTS[key][0] is rows and _REPORTS[key][1] is tok:
         return _REPORTS[key][2]
-    report = _measure(rows, tok, token_settings, packing, seed)
+    report = _measure(rows, total, tok, token_settings, packing, seed)
     _REPORTS[key] = (rows, tok, report)
     while len(_REPORTS) > KEEP_REPORTS:
         _REPORTS.pop(next(iter(_REPORTS)))
     return report
 
 
-def _measure(rows: Rows, tok: TextTokenizer, token_settings: TokenSettings, packing: bool, seed: int) -> LengthReport:
+def _measure(rows: Rows, total: int, tok: TextTokenizer, token_settings: TokenSettings, packing: bool, seed: int) -> LengthReport:
     done = tokenize_rows(rows, tok, token_settings, limit=MAX_REPORT_ROWS)
     lengths, max_len = done.lengths, token_settings.max_seq_length
     warnings = list(done.warnings)
-    if len(rows.rows) > len(lengths):
-        warnings.append(f"measured the first {len(lengths):,} of {len(rows.rows):,} rows")
+    if total > len(lengths):
+        warnings.append(f"measured the first {len(lengths):,} of {total:,} rows")
     return LengthReport(
-        source=rows.source, rows=len(lengths), total_rows=len(rows.rows), max_seq_length=max_len, bins=histogram(lengths, max_len),
+        source=rows.source, rows=len(lengths), total_rows=total, max_seq_length=max_len, bins=histogram(lengths, max_len),
         truncated=done.truncated, dropped=done.dropped, longest=max(lengths, default=0),
         mean=sum(lengths) / max(len(lengths), 1), packing=packing,
         packed_sequences=len(pack_plan([len(e.input_ids) for e in done.examples], max_len, seed)) if packing else None, warnings=warnings,
