@@ -138,7 +138,7 @@ def _text(path: Path, name: str) -> str:
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         raise DatasetError(
-            f"The dataset file {name} is a {size / 2**20:.0f} MiB JSON array; a .json file may be at most {MAX_JSON_BYTES // 2**20} MiB.",
+            f"The dataset file {name} is a {size / 2**20:.1f} MiB JSON array; a .json file may be at most {MAX_JSON_BYTES / 2**20:.1f} MiB.",
             hint="Save it as JSONL (one object per line, named .jsonl): JSONL, CSV and Parquet files are read a piece at a time.",
         )
     _check_utf8(path, name)
