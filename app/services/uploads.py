@@ -11,9 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.datasets.rows import DEMO_DATASET_FILE
 from app.settings import Settings, get_settings
-
-DEMO_DATASET_FILE = Path(__file__).resolve().parents[2] / "worker" / "training" / "demo_data" / "demo.jsonl"
 
 
 @lru_cache(maxsize=64)
